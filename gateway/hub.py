@@ -1,0 +1,61 @@
+"""Rooms and users on this gateway instance: who gets which frame."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.connection import Connection
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._rooms: dict[str, set[Connection]] = defaultdict(set)
+        self._users: dict[int, set[Connection]] = defaultdict(set)
+        self.connections: set[Connection] = set()
+
+    def add_connection(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        self._users[conn.principal.user_id].add(conn)
+
+    def remove_connection(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        for room in list(conn.rooms):
+            self.remove(conn, room)
+        users = self._users.get(conn.principal.user_id)
+        if users is not None:
+            users.discard(conn)
+            if not users:
+                del self._users[conn.principal.user_id]
+
+    def add(self, conn: Connection, room: str) -> None:
+        self._rooms[room].add(conn)
+        conn.rooms.add(room)
+
+    def remove(self, conn: Connection, room: str) -> None:
+        members = self._rooms.get(room)
+        if members is not None:
+            members.discard(conn)
+            if not members:
+                del self._rooms[room]
+        conn.rooms.discard(room)
+
+    def members(self, room: str) -> Iterable[Connection]:
+        return self._rooms.get(room, ())
+
+    def user_connections(self, user_id: int) -> list[Connection]:
+        return list(self._users.get(user_id, ()))
+
+    def rooms(self) -> list[str]:
+        return list(self._rooms)
+
+    def deliver(self, room: str, id_key: tuple[int, int], frame: str) -> int:
+        """Hand the same encoded frame to every member's queue; never waits."""
+        members = self._rooms.get(room)
+        if not members:
+            return 0
+        for conn in list(members):
+            conn.push_event(room, id_key, frame)
+        return len(members)

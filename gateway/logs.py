@@ -1,0 +1,69 @@
+"""Structured JSON logs, and the filter that keeps tokens out of every line.
+
+uvicorn logs a WebSocket's path with its query string, where a token may be;
+the filter redacts every query string and any bearer value before formatting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+_QUERY = re.compile(r"\?[^\s\"']*")
+_BEARER = re.compile(r"(?i)(bearer[ ,]+)[A-Za-z0-9._~+/=-]+")
+_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message", "color_message"}
+
+
+def redact(text: str) -> str:
+    text = _QUERY.sub("?[redacted]", text)
+    text = _BEARER.sub(r"\1[redacted]", text)
+    return _JWT_LIKE.sub("[redacted]", text)
+
+
+class RedactFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+def log_config(level: str = "INFO") -> dict[str, Any]:
+    """A dictConfig for uvicorn and roomcast: JSON to stderr, tokens redacted."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["redact"],
+               "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": "gateway.logs.RedactFilter"}},
+        "formatters": {"json": {"()": "gateway.logs.JsonFormatter"}},
+        "handlers": {"default": handler},
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn.error": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn.access": {"handlers": ["default"], "level": level, "propagate": False},
+            "roomcast": {"handlers": ["default"], "level": level, "propagate": False},
+        },
+    }

@@ -1,0 +1,71 @@
+"""HTTP and WebSocket routes: thin, each hands off to the node."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from gateway.node import Node
+from gateway.ws_endpoint import websocket_endpoint
+
+router = APIRouter()
+router.add_api_websocket_route("/api/v1/ws/connect", websocket_endpoint)
+
+_INSPECTOR = resources.files("gateway").joinpath("static/inspector.html")
+
+
+def _node(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def inspector() -> HTMLResponse:
+    return HTMLResponse(_INSPECTOR.read_text())
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    node = _node(request)
+    ok, detail = node.readiness()
+    try:
+        await asyncio.wait_for(node.redis.ping(), timeout=2)
+    except (RedisError, OSError, TimeoutError):
+        ok, detail = False, {**detail, "redis": False}
+    return JSONResponse({"ready": ok, **detail}, status_code=200 if ok else 503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(_node(request).metrics.registry),
+                    media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/api/v1/events", status_code=202)
+async def publish_event(request: Request, payload: dict[str, Any],
+                        x_api_key: str | None = Header(default=None)) -> dict[str, str]:
+    """Enqueue an event for the publish actor, as `workers.api.publish` does."""
+    node = _node(request)
+    expected = node.settings.EVENTS_API_KEY
+    if not expected:
+        raise HTTPException(404, "events API is disabled (EVENTS_API_KEY unset)")
+    if not x_api_key or not hmac.compare_digest(x_api_key, expected):
+        raise HTTPException(401, "invalid API key")
+    try:
+        key = await asyncio.to_thread(node.backend.publish, payload)
+    except ValidationError as exc:
+        raise HTTPException(422, exc.errors(include_url=False, include_input=False)) from None
+    return {"key": key}

@@ -1,0 +1,96 @@
+"""Event <-> stream entry fields <-> wire frame.
+
+The stream entry keeps the event already encoded as the wire JSON minus its
+`id` (which Redis assigns). A gateway turns an entry into a frame by splicing
+the id into those bytes: no decode, and one encode per event per gateway
+however many members receive it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+# Entry types that steer gateways instead of reaching clients.
+CONTROL_HEARTBEAT = "_heartbeat"
+CONTROL_REVOKE = "_revoke"
+
+
+def utc_timestamp(moment: datetime | None = None) -> str:
+    """ISO 8601 in UTC with microseconds and a `Z`, as every frame carries."""
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def encode_event(type_: str, room: str, data: dict[str, Any], sender: str,
+                 timestamp: str | None = None) -> bytes:
+    return orjson.dumps({"type": type_, "room": room, "data": data, "sender": sender,
+                         "timestamp": timestamp or utc_timestamp()})
+
+
+def encode_control(type_: str, payload: dict[str, Any]) -> bytes:
+    return orjson.dumps({"type": type_, **payload})
+
+
+def frame_from_entry(encoded: bytes, entry_id: str) -> str:
+    """The wire frame of a room event: its stored JSON with `"id"` appended."""
+    return (encoded[:-1] + b',"id":"' + entry_id.encode() + b'"}').decode()
+
+
+@dataclass(frozen=True, slots=True)
+class ShardEntry:
+    """One entry read from a shard stream."""
+
+    id: str
+    room: str
+    seq: int
+    encoded: bytes
+
+    @property
+    def is_control(self) -> bool:
+        return self.room.startswith("_")
+
+    def control(self) -> dict[str, Any]:
+        value: dict[str, Any] = orjson.loads(self.encoded)
+        return value
+
+    def frame(self) -> str:
+        return frame_from_entry(self.encoded, self.id)
+
+    @classmethod
+    def from_fields(cls, entry_id: bytes | str, fields: dict[bytes, bytes]) -> ShardEntry:
+        id_text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        return cls(id=id_text, room=fields[b"r"].decode(), seq=int(fields.get(b"q", b"0")),
+                   encoded=fields[b"e"])
+
+
+def direct_frame(type_: str, data: dict[str, Any] | None = None, *, room: str | None = None,
+                 ref: str | int | None = None) -> str:
+    """A direct reply (no stream id): room_joined, pong, ack, error, ..."""
+    frame: dict[str, Any] = {"type": type_}
+    if room is not None:
+        frame["room"] = room
+    if data is not None:
+        frame["data"] = data
+    if ref is not None:
+        frame["ref"] = ref
+    frame["timestamp"] = utc_timestamp()
+    return orjson.dumps(frame).decode()
+
+
+def error_frame(code: int, message: str, *, room: str | None = None,
+                ref: str | int | None = None) -> str:
+    return direct_frame("error", {"error": message, "code": code}, room=room, ref=ref)
+
+
+def parse_stream_id(text: str) -> tuple[int, int] | None:
+    """`ms-seq` as a comparable tuple, or None when malformed."""
+    if not isinstance(text, str) or len(text) > 41:
+        return None
+    ms, sep, seq = text.partition("-")
+    if not sep or not ms.isdigit() or not seq.isdigit() or not ms.isascii() or not seq.isascii():
+        return None
+    return int(ms), int(seq)

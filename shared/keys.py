@@ -1,0 +1,76 @@
+"""Every Redis key, stream and consumer-group name roomcast uses, in one place.
+
+Keys of one shard carry the shard as a Redis Cluster hash tag (`{s3}`) so the
+publish script can touch the dedupe key, the shard stream and the room history
+in one atomic call on one slot.
+"""
+
+from __future__ import annotations
+
+from shared.rooms import shard_of
+
+PREFIX = "rc"
+
+
+def _tag(shard: int) -> str:
+    return f"{PREFIX}:{{s{shard}}}"
+
+
+def shard_stream(shard: int) -> str:
+    """The fan-out stream every gateway reads."""
+    return f"{_tag(shard)}:stream"
+
+
+def shard_seq(shard: int) -> str:
+    """Counter stamped on each shard entry, so a reader can see a gap (trim or reset)."""
+    return f"{_tag(shard)}:seq"
+
+
+def room_history(room: str, shards: int) -> str:
+    return f"{_tag(shard_of(room, shards))}:history:{room}"
+
+
+def room_meta(room: str, shards: int) -> str:
+    """Hash with the room's first and last event ids, outliving its history a while."""
+    return f"{_tag(shard_of(room, shards))}:meta:{room}"
+
+
+def dedupe(event_key: str, room: str, shards: int) -> str:
+    return f"{_tag(shard_of(room, shards))}:dedupe:{event_key}"
+
+
+def gateway_group(instance_id: str) -> str:
+    """One consumer group per gateway instance and shard (never shared: see SPEC §7)."""
+    return f"gw:{instance_id}"
+
+
+def user_connections(user_id: int) -> str:
+    """Sorted set of a user's live connections over all gateways; score = expiry time."""
+    return f"{PREFIX}:conns:{user_id}"
+
+
+def room_presence(room: str) -> str:
+    """Sorted set of user ids present in a room over all gateways; score = expiry time."""
+    return f"{PREFIX}:presence:{{{room}}}"
+
+
+def room_user_connections(room: str, user_id: int) -> str:
+    """Sorted set of one user's connections in one room; score = expiry time.
+
+    Shares the room's hash tag with `room_presence`: one script touches both.
+    """
+    return f"{PREFIX}:presence:{{{room}}}:{user_id}"
+
+
+def usernames() -> str:
+    return f"{PREFIX}:usernames"
+
+
+def grants(user_id: int) -> str:
+    """Set of rooms a user was granted."""
+    return f"{PREFIX}:acl:{user_id}"
+
+
+def room_link(room: str) -> str:
+    """The project room a channel or task room is linked to."""
+    return f"{PREFIX}:link:{room}"

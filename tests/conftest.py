@@ -1,0 +1,51 @@
+"""Shared fixtures: a real Redis per test module, real roomcast processes."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from shared.settings import Settings
+from tests.support.redis_fixture import RedisUnderTest, running_redis
+from tests.support.stack import JWT_SECRET, Stack
+
+_ids = itertools.count(random.randint(1000, 9000) * 1000)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisUnderTest]:
+    with running_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisUnderTest) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_server: RedisUnderTest) -> Settings:
+    return Settings(REDIS_URL=redis_server.url, JWT_SECRET=JWT_SECRET, STREAM_SHARDS=4)
+
+
+@pytest.fixture
+def unique_id() -> Callable[[], int]:
+    """Fresh room and user ids: tests sharing a module's stack never collide."""
+    return lambda: next(_ids)
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisUnderTest) -> Iterator[Stack]:
+    """A worker and two gateways on the module's Redis."""
+    s = Stack(redis_server.url)
+    s.start_worker()
+    s.add_gateway()
+    s.add_gateway()
+    yield s
+    s.stop()
