@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from .backoff import DEFAULT_BASE, DEFAULT_CAP, DEFAULT_RESTART_JITTER, Backoff
 from .dispatch import Callback, Dispatcher, EventStream
@@ -120,7 +120,7 @@ class RoomcastClient:
         send_burst: int = 30,
         connect_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        self._url = url
+        self._url = _websocket_url(url)
         self._token_provider = token
         self._backoff = Backoff(backoff_base, backoff_cap, restart_jitter, rng)
         self._request_timeout = request_timeout
@@ -377,8 +377,10 @@ class RoomcastClient:
             # A proxy may refuse the upgrade with HTTP instead of a close code.
             code = {401: 4401, 403: 4403, 429: 4429}.get(status, ABNORMAL_CLOSE)
             return _Outcome(code, f"HTTP {status}")
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
-            return _Outcome(ABNORMAL_CLOSE, f"connect failed: {exc!r}")
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            # Some handshake errors quote the URL, and the URL holds the token.
+            reason = f"connect failed: {exc!r}".replace(token, "***")
+            return _Outcome(ABNORMAL_CLOSE, reason)
         self._ws = ws
         try:
             if self._closing:
@@ -646,6 +648,15 @@ class RoomcastClient:
         query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
         query.append(("token", token))
         return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), parts.fragment))
+
+
+def _websocket_url(url: str) -> str:
+    """Check the URL early (a bad one is a bug, not a reason to retry); http(s) maps to ws(s)."""
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss") or not parts.netloc:
+        raise ValueError(f"roomcast URL must be ws://HOST[:PORT][/path], got {url!r}")
+    return urlunsplit((scheme, *parts[1:]))
 
 
 def _decode(raw: str | bytes) -> Frame | None:

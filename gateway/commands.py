@@ -11,8 +11,16 @@ from gateway.close_codes import ErrorCode
 from gateway.connection import Connection
 from gateway.errors import AuthError, CommandError, ConnectionClose
 from gateway.node import Node
-from gateway.session import (Action, Close, JoinRoom, LeaveRoom, PresenceQuery, RefreshToken,
-                             Reply, SendMessage)
+from gateway.session import (
+    Action,
+    Close,
+    JoinRoom,
+    LeaveRoom,
+    PresenceQuery,
+    RefreshToken,
+    Reply,
+    SendMessage,
+)
 from shared.codec import direct_frame, error_frame
 from shared.rooms import RoomKind
 from workers.api import new_key
@@ -41,12 +49,12 @@ async def _apply(node: Node, conn: Connection, action: Action) -> None:
             conn.send(frame)
         case Close(code, reason):
             raise ConnectionClose(code, reason)
-        case JoinRoom(room, since, ref):
+        case JoinRoom():
             await _join(node, conn, action)
         case LeaveRoom(room, ref):
             await node.leave(conn, str(room))
             conn.send(direct_frame("room_left", {}, room=str(room), ref=ref))
-        case SendMessage(room, content, ref):
+        case SendMessage():
             await _send_message(node, conn, action)
         case PresenceQuery(room, ref):
             name = str(room)

@@ -22,8 +22,15 @@ from gateway.history import RoomHistory
 from gateway.hub import Hub
 from gateway.metrics import Metrics
 from shared import keys
-from shared.codec import (CONTROL_HEARTBEAT, CONTROL_REVOKE, ShardEntry, direct_frame,
-                          encode_control, encode_event, parse_stream_id)
+from shared.codec import (
+    CONTROL_HEARTBEAT,
+    CONTROL_REVOKE,
+    ShardEntry,
+    direct_frame,
+    encode_control,
+    encode_event,
+    parse_stream_id,
+)
 from shared.redis_client import async_client
 from shared.rooms import Room, RoomKind, shard_of
 from shared.settings import Settings

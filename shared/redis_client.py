@@ -24,7 +24,7 @@ _COMMON: dict[str, Any] = {"socket_connect_timeout": 5, "health_check_interval":
 def sync_client(settings: Settings, url: str | None = None) -> redis.Redis:
     backoff = ExponentialBackoff(cap=2.0, base=0.05)
     if settings.REDIS_CLUSTER:
-        return RedisCluster.from_url(url or settings.REDIS_URL,  # type: ignore[return-value]
+        return RedisCluster.from_url(url or settings.REDIS_URL,
                                      retry=Retry(backoff, 3))
     return redis.Redis.from_url(url or settings.REDIS_URL, retry=Retry(backoff, 3),
                                 retry_on_error=list(_RETRY_ON), **_COMMON)
@@ -33,7 +33,7 @@ def sync_client(settings: Settings, url: str | None = None) -> redis.Redis:
 def async_client(settings: Settings) -> aioredis.Redis:
     backoff = ExponentialBackoff(cap=2.0, base=0.05)
     if settings.REDIS_CLUSTER:
-        return AsyncRedisCluster.from_url(settings.REDIS_URL,  # type: ignore[return-value]
+        return AsyncRedisCluster.from_url(settings.REDIS_URL,
                                           retry=AsyncRetry(backoff, 3))
     return aioredis.Redis.from_url(settings.REDIS_URL, retry=AsyncRetry(backoff, 3),
                                    retry_on_error=list(_RETRY_ON), **_COMMON)
