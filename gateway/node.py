@@ -136,6 +136,10 @@ class Node:
         checked the format; access and the room limit are checked here."""
         name = str(room)
         rejoin = name in conn.rooms
+        if rejoin and since is not None:
+            # A resume of a room we already serve (the own user room is joined at
+            # connect): the client's `since` replaces the connect-time baseline.
+            conn.forget(name)
         conn.hold(name)
         self.hub.add(conn, name)
         try:

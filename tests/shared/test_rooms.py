@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.rooms import InvalidRoom, Room, RoomKind, shard_of
+
+
+@pytest.mark.parametrize("name", ["project:1", "channel:456", "task:789", "user:42",
+                                  "project:" + "9" * 19])
+def test_valid_rooms_round_trip(name: str) -> None:
+    assert str(Room.parse(name)) == name
+
+
+@pytest.mark.parametrize("name", ["project:007", "project:abc", "foo:1", "project:0",
+                                  "project:", "project:1 ", " project:1", "Project:1",
+                                  "project:" + "9" * 20, "project:-1", "project:1:2",
+                                  "project:\uff11", 5, None, ["project:1"]])
+def test_invalid_rooms(name: object) -> None:
+    with pytest.raises(InvalidRoom):
+        Room.parse(name)
+
+
+def test_user_room_and_stable_shards() -> None:
+    assert Room.user(42) == Room(RoomKind.USER, 42)
+    # crc32-based: the same on every process (Python's hash() is salted per process)
+    assert shard_of("project:1", 8) == shard_of("project:1", 8)
+    assert {shard_of(f"project:{i}", 8) for i in range(1, 200)} == set(range(8))
