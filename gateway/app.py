@@ -10,13 +10,15 @@ from fastapi import FastAPI
 
 from gateway.node import Node
 from gateway.routes import router
-from shared.settings import Settings, load_settings
+from shared.settings import Engine, Settings, SettingsError, load_settings
 
 
 def create_app(settings: Settings | None = None, instance_id: str | None = None,
                port: int = 8000) -> FastAPI:
     settings = settings or load_settings()
     settings.require_jwt_key()
+    if settings.ENGINE is Engine.MEMORY:
+        raise SettingsError("ENGINE: 'memory' is not available in this build; use 'redis'")
     node = Node(settings, instance_id or settings.instance_id(port))
 
     @asynccontextmanager
