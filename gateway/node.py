@@ -60,8 +60,11 @@ class Node:
         self.broker: RedisBroker = build_broker(settings)
         self.backend = Backend(self.broker)
         self.shards = list(range(settings.STREAM_SHARDS))
-        self.consumer = ShardConsumer(self.redis, instance_id, self.shards,
-                                      self._on_entry, self._on_gap)
+        # One reader for all shards in one XREADGROUP call; on a Redis Cluster the
+        # shards live in different slots, so each gets a reader of its own.
+        groups = [[s] for s in self.shards] if settings.REDIS_CLUSTER else [self.shards]
+        self.consumers = [ShardConsumer(self.redis, instance_id, shards, self._on_entry,
+                                        self._on_gap) for shards in groups]
         self.accepting = False
         self._heartbeat_seen: dict[int, float] = {}
         self._tasks: list[asyncio.Task[Any]] = []
@@ -69,10 +72,12 @@ class Node:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.consumer.ensure_groups()
+        for consumer in self.consumers:
+            await consumer.ensure_groups()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self.consumer.run(), name="consumer"),
-                       loop.create_task(self._heartbeat_loop(), name="heartbeat")]
+        self._tasks = [loop.create_task(c.run(), name=f"consumer-{i}")
+                       for i, c in enumerate(self.consumers)]
+        self._tasks.append(loop.create_task(self._heartbeat_loop(), name="heartbeat"))
         self.accepting = True
         log.info("gateway started", extra={"instance": self.instance_id})
 
@@ -81,7 +86,8 @@ class Node:
         self.accepting = False
         for conn in list(self.hub.connections):
             conn.close(1012, "Server restart")
-        self.consumer.stop()
+        for consumer in self.consumers:
+            consumer.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -89,7 +95,8 @@ class Node:
                 await task
         if destroy_groups:
             with contextlib.suppress(RedisError, OSError):
-                await self.consumer.destroy_groups()
+                for consumer in self.consumers:
+                    await consumer.destroy_groups()
         await self.redis.aclose()
         self.broker.close()
 
@@ -99,8 +106,9 @@ class Node:
         window = self.settings.WS_HEARTBEAT_INTERVAL * READY_HEARTBEATS
         grace = now - self._started_at < window
         stale = [s for s in self.shards if now - self._heartbeat_seen.get(s, -1e9) > window]
-        ok = self.consumer.healthy and self.accepting and (not stale or grace)
-        return ok, {"consumer": self.consumer.healthy, "accepting": self.accepting,
+        reading = all(c.healthy for c in self.consumers)
+        ok = reading and self.accepting and (not stale or grace)
+        return ok, {"consumer": reading, "accepting": self.accepting,
                     "deaf_shards": [] if grace else stale}
 
     # -- connections ----------------------------------------------------------------------
@@ -274,11 +282,17 @@ class Node:
         for shard in self.shards:
             info = await self.redis.xinfo_stream(keys.shard_stream(shard))
             newest = parse_stream_id(_text(info.get("last-generated-id")))
-            done = parse_stream_id(self.consumer.last_id.get(shard, "0-0"))
+            done = parse_stream_id(self._last_processed(shard))
             lag = 0.0
             if newest and done and newest > done:
                 lag = (newest[0] - done[0]) / 1000
             self.metrics.consumer_lag.labels(shard=str(shard)).set(lag)
+
+    def _last_processed(self, shard: int) -> str:
+        for consumer in self.consumers:
+            if shard in consumer.last_id:
+                return consumer.last_id[shard]
+        return "0-0"
 
     async def _janitor(self) -> None:
         """Destroy groups of instances that have been gone for a day."""

@@ -1,0 +1,79 @@
+"""REDIS_CLUSTER=true: the same event path on a three-node Redis Cluster, one
+shard reader per shard (keys of different slots cannot be read in one call)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from redis.cluster import RedisCluster
+
+from shared import keys
+from shared.settings import Settings
+from tests.support.redis_cluster import running_cluster
+from tests.support.redis_fixture import RedisUnderTest
+from tests.support.stack import JWT_SECRET, Stack
+from tests.support.tokens import make_token
+from tests.support.ws import WsClient
+from workers.api import Backend
+from workers.broker import build_broker
+
+
+@pytest.fixture(scope="module")
+def cluster_url() -> Iterator[str]:
+    with running_cluster() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def cluster_stack(cluster_url: str, redis_server: RedisUnderTest) -> Iterator[Stack]:
+    # Dramatiq's broker needs a plain Redis: the queue lives beside the cluster.
+    s = Stack(cluster_url, env_overrides={"REDIS_CLUSTER": "true", "ACCESS_MODE": "open",
+                                          "DRAMATIQ_BROKER_URL": redis_server.url,
+                                          "STREAM_SHARDS": "8"})
+    s.start_worker()
+    s.add_gateway()
+    s.add_gateway()
+    yield s
+    s.stop()
+
+
+async def test_events_fan_out_and_resume_on_a_cluster(cluster_stack: Stack, cluster_url: str,
+                                                      redis_server: RedisUnderTest) -> None:
+    backend = Backend(build_broker(Settings(REDIS_URL=redis_server.url, JWT_SECRET=JWT_SECRET)))
+    rooms = [f"project:{n}" for n in range(1, 9)]  # spread over shards, so over slots
+    a = await WsClient.open(cluster_stack.gateways[0].url, make_token(5001, "a"))
+    b = await WsClient.open(cluster_stack.gateways[1].url, make_token(5002, "b"))
+    for client in (a, b):
+        await client.wait_for(lambda f: f["type"] == "connected")
+        for room in rooms:
+            assert (await client.join(room))["type"] == "room_joined"
+    for n, room in enumerate(rooms):
+        backend.project_updated(room, project_id=n + 1, changes={"n": n})
+    for room in rooms:
+        got_a = await a.wait_events(room, 1, type_="project.updated")
+        got_b = await b.wait_events(room, 1, type_="project.updated")
+        assert got_a[0]["id"] == got_b[0]["id"]
+
+    # resume from the first event's id on the other gateway replays the rest
+    first_room = rooms[0]
+    since = a.events(first_room, "project.updated")[0]["id"]
+    backend.project_updated(first_room, project_id=1, changes={"n": "late"})
+    await a.wait_events(first_room, 2, type_="project.updated")
+    c = await WsClient.open(cluster_stack.gateways[1].url, make_token(5003, "c"))
+    await c.wait_for(lambda f: f["type"] == "connected")
+    joined = await c.join(first_room, since=since)
+    assert joined["data"]["recovered"] is True and joined["data"]["replayed"] >= 1
+    replayed = await c.wait_events(first_room, 1, type_="project.updated")
+    assert replayed[0]["data"]["changes"] == {"n": "late"}
+
+    # the shard streams really are spread over different cluster nodes
+    cluster = RedisCluster.from_url(cluster_url)
+    nodes = {cluster.get_node_from_key(keys.shard_stream(s)).name for s in range(8)}
+    cluster.close()
+    assert len(nodes) > 1
+    for gateway in cluster_stack.gateways:
+        assert gateway.status("/readyz") == 200
+    for client in (a, b, c):
+        await client.close()
+    backend.broker.close()
