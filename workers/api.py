@@ -17,7 +17,8 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -28,6 +29,8 @@ from shared.rooms import Room
 from shared.settings import load_settings
 from workers.broker import QUEUE_NAME, build_broker
 
+P = ParamSpec("P")
+R = TypeVar("R")
 ENQUEUE_ATTEMPTS = 6  # about 3 s of backoff: rides over a brief Redis blip
 
 
@@ -53,37 +56,37 @@ class Backend:
                              "key": key or new_key()})
 
     # -- typed helpers ------------------------------------------------------------------
-    def message(self, room: str, *, message_id: str, content: str, user_id: int,
+    def message(self, /, room: str, *, message_id: str, content: str, user_id: int,
                 sender: str = "system", key: str | None = None, **extra: Any) -> str:
         return self.event("message", room, {"message_id": message_id, "content": content,
                                              "user_id": user_id, **extra},
                           sender=sender, key=key)
 
-    def message_edited(self, room: str, *, message_id: str, content: str,
+    def message_edited(self, /, room: str, *, message_id: str, content: str,
                        sender: str = "system", key: str | None = None, **extra: Any) -> str:
         return self.event("message.edited", room,
                           {"message_id": message_id, "content": content, **extra},
                           sender=sender, key=key)
 
-    def message_deleted(self, room: str, *, message_id: str, sender: str = "system",
+    def message_deleted(self, /, room: str, *, message_id: str, sender: str = "system",
                         key: str | None = None, **extra: Any) -> str:
         return self.event("message.deleted", room, {"message_id": message_id, **extra},
                           sender=sender, key=key)
 
-    def task_created(self, room: str, *, task_id: int, project_id: int, title: str,
+    def task_created(self, /, room: str, *, task_id: int, project_id: int, title: str,
                      sender: str = "system", key: str | None = None, **extra: Any) -> str:
         return self.event("task.created", room, {"task_id": task_id, "project_id": project_id,
                                                  "title": title, **extra},
                           sender=sender, key=key)
 
-    def task_updated(self, room: str, *, task_id: int, project_id: int,
+    def task_updated(self, /, room: str, *, task_id: int, project_id: int,
                      changes: dict[str, Any], sender: str = "system", key: str | None = None,
                      **extra: Any) -> str:
         return self.event("task.updated", room, {"task_id": task_id, "project_id": project_id,
                                                  "changes": changes, **extra},
                           sender=sender, key=key)
 
-    def task_status_changed(self, room: str, *, task_id: int, project_id: int,
+    def task_status_changed(self, /, room: str, *, task_id: int, project_id: int,
                             old_status: str, new_status: str, sender: str = "system",
                             key: str | None = None, **extra: Any) -> str:
         return self.event("task.status_changed", room,
@@ -91,31 +94,31 @@ class Backend:
                            "old_status": old_status, "new_status": new_status, **extra},
                           sender=sender, key=key)
 
-    def task_assigned(self, room: str, *, task_id: int, project_id: int,
+    def task_assigned(self, /, room: str, *, task_id: int, project_id: int,
                       assignee_id: int | None, sender: str = "system", key: str | None = None,
                       **extra: Any) -> str:
         return self.event("task.assigned", room,
                           {"task_id": task_id, "project_id": project_id,
                            "assignee_id": assignee_id, **extra}, sender=sender, key=key)
 
-    def task_deleted(self, room: str, *, task_id: int, project_id: int,
+    def task_deleted(self, /, room: str, *, task_id: int, project_id: int,
                      sender: str = "system", key: str | None = None, **extra: Any) -> str:
         return self.event("task.deleted", room,
                           {"task_id": task_id, "project_id": project_id, **extra},
                           sender=sender, key=key)
 
-    def project_updated(self, room: str, *, project_id: int, changes: dict[str, Any],
+    def project_updated(self, /, room: str, *, project_id: int, changes: dict[str, Any],
                         sender: str = "system", key: str | None = None, **extra: Any) -> str:
         return self.event("project.updated", room,
                           {"project_id": project_id, "changes": changes, **extra},
                           sender=sender, key=key)
 
-    def project_archived(self, room: str, *, project_id: int, sender: str = "system",
+    def project_archived(self, /, room: str, *, project_id: int, sender: str = "system",
                          key: str | None = None, **extra: Any) -> str:
         return self.event("project.archived", room, {"project_id": project_id, **extra},
                           sender=sender, key=key)
 
-    def notify(self, user_id: int, *, title: str, sender: str = "system",
+    def notify(self, /, user_id: int, *, title: str, sender: str = "system",
                key: str | None = None, **extra: Any) -> str:
         return self.event("notification.new", str(Room.user(user_id)),
                           {"title": title, **extra}, sender=sender, key=key)
@@ -157,13 +160,29 @@ def default_backend() -> Backend:
     return Backend(build_broker(load_settings()))
 
 
-def publish(event: dict[str, Any] | BackendEvent) -> str:
-    return default_backend().publish(event)
+def _delegate(method: Callable[Concatenate[Backend, P], R]) -> Callable[P, R]:
+    """A module-level helper calling `method` on the default backend, fully typed."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(default_backend(), *args, **kwargs)
+
+    return call
 
 
-def __getattr__(name: str) -> Any:
-    # api.task_created(...), api.notify(...), api.grant_access(...) and the rest
-    # delegate to the default backend.
-    if not name.startswith("_") and hasattr(Backend, name):
-        return getattr(default_backend(), name)
-    raise AttributeError(name)
+publish = _delegate(Backend.publish)
+event = _delegate(Backend.event)
+message = _delegate(Backend.message)
+message_edited = _delegate(Backend.message_edited)
+message_deleted = _delegate(Backend.message_deleted)
+task_created = _delegate(Backend.task_created)
+task_updated = _delegate(Backend.task_updated)
+task_status_changed = _delegate(Backend.task_status_changed)
+task_assigned = _delegate(Backend.task_assigned)
+task_deleted = _delegate(Backend.task_deleted)
+project_updated = _delegate(Backend.project_updated)
+project_archived = _delegate(Backend.project_archived)
+notify = _delegate(Backend.notify)
+grant_access = _delegate(Backend.grant_access)
+revoke_access = _delegate(Backend.revoke_access)
+link_room = _delegate(Backend.link_room)

@@ -93,3 +93,19 @@ def test_typed_helpers_enqueue_and_return_the_key(backend: Backend,
         backend.notify(1, title=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         backend.grant_access(0, "project:1")
+
+
+def test_module_helpers_use_a_broker_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch, settings: Settings, redis_client: redis.Redis) -> None:
+    from workers import api
+
+    monkeypatch.setenv("REDIS_URL", settings.REDIS_URL)
+    api.default_backend.cache_clear()
+    queue_key = f"{NAMESPACE}:{QUEUE_NAME}"
+    before = redis_client.llen(queue_key)
+    try:
+        key = api.notify(42, title="hi")
+        assert redis_client.llen(queue_key) == before + 1 and len(key) == 32
+    finally:
+        api.default_backend().broker.close()
+        api.default_backend.cache_clear()
