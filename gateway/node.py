@@ -21,6 +21,7 @@ from gateway.consumer import ShardConsumer
 from gateway.history import RoomHistory
 from gateway.hub import Hub
 from gateway.metrics import Metrics
+from gateway.presence_sweeper import PresenceSweeper
 from shared import keys
 from shared.codec import (
     CONTROL_HEARTBEAT,
@@ -65,6 +66,8 @@ class Node:
         groups = [[s] for s in self.shards] if settings.REDIS_CLUSTER else [self.shards]
         self.consumers = [ShardConsumer(self.redis, instance_id, shards, self._on_entry,
                                         self._on_gap) for shards in groups]
+        self.sweeper = PresenceSweeper(self.redis, instance_id, settings.WS_HEARTBEAT_INTERVAL,
+                                       self._publish_left)
         self.accepting = False
         self._heartbeat_seen: dict[int, float] = {}
         self._tasks: list[asyncio.Task[Any]] = []
@@ -72,6 +75,7 @@ class Node:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
+        await self._free_previous_slots()
         for consumer in self.consumers:
             await consumer.ensure_groups()
         loop = asyncio.get_running_loop()
@@ -100,6 +104,15 @@ class Node:
         await self.redis.aclose()
         self.broker.close()
 
+    async def _free_previous_slots(self) -> None:
+        """Slots still held by this instance's previous run (it crashed): free them now
+        rather than making those users wait for the slots to expire."""
+        held = keys.instance_slots(self.instance_id)
+        for raw in await self.redis.smembers(held):
+            user_id, _, connection_id = raw.decode().partition("|")
+            await self.cluster.release_slot(int(user_id), connection_id)
+        await self.redis.delete(held)
+
     # -- readiness ------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         now = time.monotonic()
@@ -117,6 +130,8 @@ class Node:
         limit = self.settings.WS_MAX_CONNECTIONS_PER_USER
         if not await self.cluster.claim_slot(conn.principal.user_id, conn.id, limit):
             return False
+        await self.redis.sadd(keys.instance_slots(self.instance_id),
+                              f"{conn.principal.user_id}|{conn.id}")
         self.hub.add_connection(conn)
         self.metrics.connections.inc()
         return True
@@ -136,6 +151,8 @@ class Node:
             await self._presence_leave(conn, room)
         with contextlib.suppress(RedisError, OSError):
             await self.cluster.release_slot(conn.principal.user_id, conn.id)
+            await self.redis.srem(keys.instance_slots(self.instance_id),
+                                  f"{conn.principal.user_id}|{conn.id}")
 
     # -- rooms ----------------------------------------------------------------------------
     async def join(self, conn: Connection, room: Room, since: str | None,
@@ -180,7 +197,9 @@ class Node:
 
     async def _presence_enter(self, conn: Connection, room: str) -> None:
         p = conn.principal
-        if await self.cluster.enter_room(room, p.user_id, p.username, conn.id):
+        first = await self.cluster.enter_room(room, p.user_id, p.username, conn.id)
+        await self.sweeper.register(room)
+        if first:
             await self._publish_presence("user_joined", room, p)
 
     async def _presence_leave(self, conn: Connection, room: str) -> None:
@@ -194,8 +213,15 @@ class Node:
             log.warning("presence leave failed", extra={"room": room})
 
     async def _publish_presence(self, kind: str, room: str, p: Principal) -> None:
-        encoded = encode_event(kind, room, {"user_id": p.user_id, "username": p.username},
-                               p.username)
+        await self._publish_user_event(kind, room, p.user_id, p.username)
+
+    async def _publish_left(self, room: str, user_id: int, username: str) -> None:
+        await self._publish_user_event("user_left", room, user_id, username)
+
+    async def _publish_user_event(self, kind: str, room: str, user_id: int,
+                                  username: str) -> None:
+        encoded = encode_event(kind, room, {"user_id": user_id, "username": username},
+                               username)
         await self.writer.append_event(room, encoded, key=None)
 
     # -- stream entries -------------------------------------------------------------------
@@ -274,6 +300,10 @@ class Node:
             ((c.principal.user_id, c.id) for c in conns),
             ((room, c.principal.user_id, c.id) for c in conns for room in c.rooms
              if not room.startswith("user:")))
+        rooms = [room for room in self.hub.rooms() if not room.startswith("user:")]
+        if rooms:  # re-register: heals a room the sweeper dropped while we entered it
+            await self.redis.sadd(keys.presence_rooms(), *rooms)
+        await self.sweeper.maybe_sweep()
         await self._measure_lag()
         if beat % JANITOR_EVERY_HEARTBEATS == 0:
             await self._janitor()

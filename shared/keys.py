@@ -74,3 +74,19 @@ def grants(user_id: int) -> str:
 def room_link(room: str) -> str:
     """The project room a channel or task room is linked to."""
     return f"{PREFIX}:link:{room}"
+
+
+def presence_rooms() -> str:
+    """Set of rooms with presence entries, which the presence sweeper walks."""
+    return f"{PREFIX}:presence-rooms"
+
+
+def presence_sweeper() -> str:
+    """Lock naming the one gateway that sweeps expired presence this heartbeat."""
+    return f"{PREFIX}:presence-sweeper"
+
+
+def instance_slots(instance_id: str) -> str:
+    """Set of `user_id|connection_id` slots held by one gateway instance, so that
+    the instance, restarted after a crash, frees its previous run's slots at once."""
+    return f"{PREFIX}:instance-slots:{instance_id}"
