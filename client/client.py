@@ -12,7 +12,7 @@ import inspect
 import itertools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -65,6 +65,10 @@ DEFAULT_PATH = "/api/v1/ws/connect"
 AUTH_CLOSE_CODES = frozenset({4401, 4403})
 # The server asks us to come back right away (restart, slow consumer).
 RESTART_CLOSE_CODES = frozenset({1012, 1013})
+# Errors answering a rejoin that asking again cannot change: bad request, forbidden
+# (e.g. access revoked while offline), too many rooms. Any other code (4500 internal
+# error) is the server's trouble: the room is kept and the rejoin retried.
+JOIN_REFUSAL_CODES = frozenset({4400, 4403, 4429})
 ABNORMAL_CLOSE = 1006
 DEFAULT_HEARTBEAT = 30.0
 
@@ -100,13 +104,18 @@ class _Outcome:
 class RoomcastClient:
     """Client for the roomcast WebSocket protocol (see SPEC.md).
 
+    `url` is one gateway URL, or a list of them for failover: after a
+    connection ends or an attempt fails, the next attempt goes to the next URL
+    of the list (round-robin), so a client leaves a dead gateway on its first
+    retry instead of waiting for it to come back.
+
     `token` is a JWT string, or a function (sync or async) returning a fresh
     one; it is called before every connection attempt.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         token: TokenProvider,
         *,
         backoff_base: float = DEFAULT_BASE,
@@ -120,7 +129,11 @@ class RoomcastClient:
         send_burst: int = 30,
         connect_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        self._url = _websocket_url(url)
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ValueError("roomcast needs at least one URL")
+        self._urls = [_websocket_url(u) for u in urls]
+        self._url_index = 0
         self._token_provider = token
         self._backoff = Backoff(backoff_base, backoff_cap, restart_jitter, rng)
         self._request_timeout = request_timeout
@@ -153,6 +166,11 @@ class RoomcastClient:
     @property
     def state(self) -> ConnectionState:
         return self._state
+
+    @property
+    def url(self) -> str:
+        """The URL the current (or next) connection attempt uses."""
+        return self._urls[self._url_index]
 
     @property
     def rooms(self) -> list[str]:
@@ -317,6 +335,7 @@ class RoomcastClient:
                     self._emit(Disconnected(outcome.code, outcome.reason, False))
                     break
                 used, token = token, None
+                self._next_url()
                 if outcome.code in AUTH_CLOSE_CODES:
                     # Only a different token can change the answer.
                     token = await self._fetch_token() if callable(self._token_provider) else None
@@ -334,6 +353,10 @@ class RoomcastClient:
                     break
         finally:
             await self._finish(outcome)
+
+    def _next_url(self) -> None:
+        """Fail over: the next attempt goes to the next URL (a no-op with one URL)."""
+        self._url_index = (self._url_index + 1) % len(self._urls)
 
     async def _pause(self, delay: float) -> bool:
         """Sleep before retrying; False if close() was called meanwhile."""
@@ -411,7 +434,6 @@ class RoomcastClient:
 
         self._state = ConnectionState.RESUMING
         connected = self._on_connected(hello)
-        self._backoff.reset()
         helpers = [
             asyncio.create_task(self._resume_then_write(ws)),
             asyncio.create_task(self._heartbeat(ws, connected.heartbeat_interval)),
@@ -468,6 +490,9 @@ class RoomcastClient:
     async def _resume_then_write(self, ws: ClientConnection) -> None:
         if not await self._rejoin(ws):
             return
+        # Only a connection that got its rooms back ends the run of failures: one that
+        # keeps failing its rejoins must not retry at the first (shortest) delay forever.
+        self._backoff.reset()
         self._state = ConnectionState.OPEN
         self._open.set()
         while True:
@@ -487,10 +512,11 @@ class RoomcastClient:
         Rooms with a join request still queued are left to that request, so a
         room is never joined twice in a row. Also joins the server's own rooms
         (user:<id>) once, to learn the `last_id` to resume them from.
-        False if the server did not answer in time (the connection is dropped).
+        False if the server did not answer in time, or failed a rejoin with an
+        error that is not a refusal (the connection is dropped and retried).
         """
         queued = self._book.pending_join_rooms()
-        waiters: list[asyncio.Future[None]] = []
+        waiters: list[asyncio.Future[bool]] = []
         for room in self._rooms.rooms:
             if room in queued:
                 continue
@@ -498,31 +524,40 @@ class RoomcastClient:
             frame: Frame = {"type": "join_room", "room": room, "ref": f"rejoin-{next(self._seq)}"}
             if since is not None:
                 frame["data"] = {"since": since}
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             self._internal[frame["ref"]] = self._rejoin_handler(room, waiter)
             waiters.append(waiter)
             await self._send(ws, frame)
         if not waiters:
             return True
         try:
-            await asyncio.wait_for(asyncio.gather(*waiters), self._request_timeout)
+            answers = await asyncio.wait_for(asyncio.gather(*waiters), self._request_timeout)
         except TimeoutError:
             self._abort(ws, "rejoin timed out")
             return False
+        if not all(answers):
+            self._abort(ws, "rejoin failed")
+            return False
         return True
 
-    def _rejoin_handler(self, room: str, waiter: asyncio.Future[None]) -> Callable[[Frame], None]:
+    def _rejoin_handler(self, room: str, waiter: asyncio.Future[bool]) -> Callable[[Frame], None]:
         def handle(frame: Frame) -> None:
+            rejoined = True
             if frame.get("type") == "error":
                 code, message = parse_error(frame)
-                # Refused now (e.g. access revoked while offline): stop rejoining it.
-                self._rooms.forget(room)
                 self._emit(ServerError(code, message, room))
-                self._emit(RoomLeft(room, "rejoin_failed"))
+                if code in JOIN_REFUSAL_CODES:
+                    # Refused now (e.g. access revoked while offline): stop rejoining it.
+                    self._rooms.forget(room)
+                    self._emit(RoomLeft(room, "rejoin_failed"))
+                else:
+                    # The server failed (4500): keep the room and its resume point;
+                    # _rejoin drops the connection and the next one asks again.
+                    rejoined = False
             else:
                 self._on_joined(room, frame)
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(rejoined)
 
         return handle
 
@@ -643,7 +678,7 @@ class RoomcastClient:
         self._dispatcher.emit(event)
 
     def _url_with_token(self, token: str) -> str:
-        parts = urlsplit(self._url)
+        parts = urlsplit(self.url)
         path = parts.path if parts.path not in ("", "/") else DEFAULT_PATH
         query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
         query.append(("token", token))
