@@ -94,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"roomcast: bad setting {exc}", file=sys.stderr)
             raise SystemExit(2) from None
     elif command == "worker":
+        # An idle Dramatiq worker polls its queue every `dramatiq_worker_timeout` ms
+        # (default 1000): 100 keeps a revoke or a chat message well inside 1 s.
+        os.environ.setdefault("dramatiq_worker_timeout", "100")
         argv_worker = [sys.executable, "-m", "dramatiq", "workers.actors",
                        "--processes", str(args.processes), "--threads", str(args.threads)]
         os.execv(sys.executable, argv_worker)

@@ -25,8 +25,24 @@ def redact(text: str) -> str:
     return _JWT_LIKE.sub("[redacted]", text)
 
 
+# uvicorn logs a client's invalid UTF-8 text frame as an error with a traceback,
+# although it is the client's fault and the connection is closed with 1007 as RFC
+# 6455 asks: any client could fill the logs with tracebacks. Such records become
+# one warning line without the traceback.
+_CLIENT_FAULTS = {
+    ("uvicorn.error", "Invalid UTF-8 sequence received from client."):
+        "invalid UTF-8 in a text frame: closed 1007",
+}
+
+
 class RedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        fault = _CLIENT_FAULTS.get((record.name, str(record.msg)))
+        if fault is not None:
+            record.msg, record.args = fault, None
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return True
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
@@ -44,7 +60,7 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)

@@ -8,6 +8,7 @@ the actions (join with an access check, enqueue a message, reply, close).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,12 @@ from shared.rooms import InvalidRoom, Room
 Ref = str | int | None
 MAX_REF_LENGTH = 64
 CONSECUTIVE_LIMIT_ERRORS_BEFORE_CLOSE = 100
+RATE_LIMIT_MESSAGE = "Rate limit exceeded"
+INVALID_ROOM_MESSAGE = "Invalid room format"
+_UINT64_MAX = 2**64 - 1
+_STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+# Stands for a `since` that is no stream id: parses as none, so it is never recovered.
+UNRECOVERABLE_SINCE = "invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +141,18 @@ class Session:
         self._limited_in_a_row = 0
 
     def receive(self, frame: str | bytes) -> list[Action]:
+        """Never raises: every frame, however malformed, becomes actions.
+
+        The rate limit is checked before the frame is even parsed, so a flood
+        costs one token-bucket step per frame. The 100th limited frame in a row
+        is answered with its error and then the close (1008).
+        """
         if not self._bucket.take(self._clock()):
             self._limited_in_a_row += 1
+            error = Reply(error_frame(ErrorCode.TOO_MANY, RATE_LIMIT_MESSAGE))
             if self._limited_in_a_row >= CONSECUTIVE_LIMIT_ERRORS_BEFORE_CLOSE:
-                return [Close(CloseCode.POLICY_VIOLATION, "Rate limit exceeded")]
-            return [Reply(error_frame(ErrorCode.TOO_MANY, "Rate limit exceeded"))]
+                return [error, Close(CloseCode.POLICY_VIOLATION, RATE_LIMIT_MESSAGE)]
+            return [error]
         self._limited_in_a_row = 0
         try:
             return [self._decide(frame)]
@@ -146,7 +160,7 @@ class Session:
             return [Reply(error_frame(ErrorCode.BAD_REQUEST, exc.message, ref=exc.ref))]
         except InvalidRoom as exc:
             ref = exc.args[1] if len(exc.args) > 1 else None
-            return [Reply(error_frame(ErrorCode.FORBIDDEN, "Invalid room format", ref=ref))]
+            return [Reply(error_frame(ErrorCode.FORBIDDEN, INVALID_ROOM_MESSAGE, ref=ref))]
 
     def _decide(self, frame: str | bytes) -> Action:
         if not isinstance(frame, str):
@@ -161,7 +175,9 @@ class Session:
         kind = message.get("type")
         if not isinstance(kind, str):
             raise FrameError("'type' must be a string", ref)
-        data = message.get("data", {})
+        data = message.get("data")
+        if data is None:
+            data = {}
         if not isinstance(data, dict):
             raise FrameError("'data' must be an object", ref)
         room: Room | None = None
@@ -169,7 +185,7 @@ class Session:
             try:
                 room = Room.parse(message.get("room"))
             except InvalidRoom:
-                raise InvalidRoom("Invalid room format", ref) from None
+                raise InvalidRoom(INVALID_ROOM_MESSAGE, ref) from None
         return self._command(kind, room, data, ref)
 
     def _command(self, kind: str, room: Room | None, data: dict[str, Any], ref: Ref) -> Action:
@@ -177,10 +193,7 @@ class Session:
             return Reply(direct_frame("pong", ref=ref))
         if kind == "join_room" and room is not None:
             _only_fields(data, {"since"}, ref)
-            since = data.get("since")
-            if since is not None and not isinstance(since, str):
-                raise FrameError("'data.since' must be a stream id string", ref)
-            return JoinRoom(room, since, ref)
+            return JoinRoom(room, _since(data.get("since"), ref), ref)
         if kind == "leave_room" and room is not None:
             return LeaveRoom(room, ref)
         if kind == "send_message" and room is not None:
@@ -188,14 +201,17 @@ class Session:
             content = data.get("content")
             if not isinstance(content, str) or not content:
                 raise FrameError("'data.content' must be a non-empty string", ref)
+            if not _encodable(content):
+                raise FrameError("'data.content' must be valid Unicode text", ref)
             if len(content) > self._max_content:
                 raise FrameError(f"'data.content' exceeds {self._max_content} characters", ref)
             return SendMessage(room, content, ref)
         if kind == "presence" and room is not None:
             return PresenceQuery(room, ref)
         if kind == "refresh":
+            _only_fields(data, {"token"}, ref)
             token = data.get("token")
-            if not isinstance(token, str) or not token:
+            if not isinstance(token, str) or not token or not _encodable(token):
                 raise FrameError("'data.token' must be a string", ref)
             return RefreshToken(token, ref)
         raise FrameError(f"unknown message type {kind[:40]!r}", ref)
@@ -208,6 +224,8 @@ def _ref(value: object) -> Ref:
         raise FrameError("'ref' must be a string or an integer")
     if isinstance(value, str) and len(value) > MAX_REF_LENGTH:
         raise FrameError(f"'ref' longer than {MAX_REF_LENGTH} characters")
+    if isinstance(value, str) and not _encodable(value):
+        raise FrameError("'ref' must be valid Unicode text")
     if isinstance(value, int) and abs(value) > 2**63:
         raise FrameError("'ref' integer out of range")
     return value
@@ -216,4 +234,30 @@ def _ref(value: object) -> Ref:
 def _only_fields(data: dict[str, Any], allowed: set[str], ref: Ref) -> None:
     extra = set(data) - allowed
     if extra:
-        raise FrameError(f"unknown field 'data.{sorted(extra)[0][:40]}'", ref)
+        name = "data." + sorted(extra)[0][:40]
+        raise FrameError(f"unknown field {name!r}", ref)
+
+
+def _since(value: object, ref: Ref) -> str | None:
+    """The `since` to resume from: None, a stream id `ms-seq` within Redis' unsigned
+    64-bit range, or UNRECOVERABLE_SINCE for any other string. A string that is no
+    stream id is still a join (answered `recovered: false`: the client refetches),
+    but it never reaches Redis, where an out-of-range id is a command error."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise FrameError("'data.since' must be a stream id string", ref)
+    match = _STREAM_ID.fullmatch(value)
+    if match is None or any(int(part) > _UINT64_MAX for part in match.groups()):
+        return UNRECOVERABLE_SINCE
+    return value
+
+
+def _encodable(text: str) -> bool:
+    """False for strings holding lone surrogates (from JSON escapes like "\\ud800"):
+    they cannot be sent back as UTF-8, nor stored by the worker."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

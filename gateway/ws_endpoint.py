@@ -1,15 +1,22 @@
 """The WebSocket endpoint: handshake checks, then `session.receive` -> `apply`
 until the connection ends. Problems with the whole connection arrive here as
-exceptions and become close codes in this one place."""
+exceptions and become close codes in this one place.
+
+Every refusal is logged as one structured record (`origin denied`, `auth
+failed`, `connection limit`, `abuse close`, `protocol close`) with the remote
+address and a reason; a token is never part of a record.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
-from starlette.websockets import WebSocket
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from gateway.auth import Principal, extract_token
+from gateway.auth import Principal, extract_token, selected_subprotocol
 from gateway.close_codes import CloseCode
 from gateway.commands import apply
 from gateway.connection import Connection, State
@@ -20,49 +27,90 @@ from shared.codec import direct_frame
 
 log = logging.getLogger("roomcast.ws")
 
+# Closes the transport layer decided on its own (uvicorn / the websockets parser).
+_PROTOCOL_CLOSES = {int(CloseCode.INVALID_PAYLOAD): "invalid UTF-8 in a text frame",
+                    int(CloseCode.MESSAGE_TOO_BIG): "frame over WS_MESSAGE_MAX_SIZE"}
+_PEER_GONE = (WebSocketDisconnect, OSError, RuntimeError)
+# A close the session decided (abuse) comes after replies still queued for the
+# writer; they are let out first, for at most this long, so the client sees the
+# errors that led to the close. A slow consumer's close never waits.
+DRAIN_BEFORE_CLOSE_SECONDS = 1.0
+_DRAIN_POLL_SECONDS = 0.005
+
 
 def _client_addr(websocket: WebSocket) -> str:
     return f"{websocket.client.host}:{websocket.client.port}" if websocket.client else "-"
 
 
+def _authenticate(node: Node, websocket: WebSocket) -> Principal:
+    """The handshake checks, in order: origin, draining, token. Raises ConnectionClose."""
+    settings = node.settings
+    remote = _client_addr(websocket)
+    origin = websocket.headers.get("origin")
+    allowed = settings.WS_ALLOWED_ORIGINS
+    if allowed is not None and origin is not None and origin.rstrip("/") not in allowed:
+        log.warning("origin denied", extra={"origin": origin[:200], "remote": remote})
+        raise ConnectionClose(CloseCode.FORBIDDEN, "Origin not allowed")
+    if not node.accepting:
+        raise ConnectionClose(CloseCode.SERVICE_RESTART, "Server restart")
+    source = "-"
+    try:
+        presented = extract_token(websocket, settings.WS_TOKEN_COOKIE)
+        if presented is None:
+            raise AuthError("missing token")
+        source = presented.source
+        return node.verifier.verify(presented.token)
+    except AuthError as exc:
+        node.metrics.auth_failures.labels(reason=exc.reason.split(":")[0]).inc()
+        log.warning("auth failed", extra={"reason": exc.reason, "source": source,
+                                          "remote": remote})
+        raise ConnectionClose(CloseCode.UNAUTHORIZED, "Authentication failed") from None
+
+
 async def websocket_endpoint(websocket: WebSocket) -> None:
     node: Node = websocket.app.state.node
-    settings = node.settings
-    subprotocol: str | None = None
+    # Selected whenever offered, also on a refusal: a browser fails a handshake that
+    # offered subprotocols and got none back, and would then see 1006, not our code.
+    subprotocol = selected_subprotocol(websocket)
     try:
-        origin = websocket.headers.get("origin")
-        allowed = settings.WS_ALLOWED_ORIGINS
-        if allowed is not None and origin is not None and origin.rstrip("/") not in allowed:
-            raise ConnectionClose(CloseCode.FORBIDDEN, "Origin not allowed")
-        if not node.accepting:
-            raise ConnectionClose(CloseCode.SERVICE_RESTART, "Server restart")
-        try:
-            presented = extract_token(websocket, settings.WS_TOKEN_COOKIE)
-            if presented is None:
-                raise AuthError("missing token")
-            subprotocol = "bearer" if presented.via_subprotocol else None
-            principal = node.verifier.verify(presented.token)
-        except AuthError as exc:
-            node.metrics.auth_failures.labels(reason=exc.reason.split(":")[0]).inc()
-            log.warning("auth failed", extra={"reason": exc.reason,
-                                              "remote": _client_addr(websocket)})
-            raise ConnectionClose(CloseCode.UNAUTHORIZED, "Authentication failed") from None
+        principal = _authenticate(node, websocket)
     except ConnectionClose as exc:
         # Accept first: a close before the handshake reaches a browser as 1006, not our code.
-        await websocket.accept(subprotocol=subprotocol)
-        await websocket.close(exc.code, exc.reason)
+        try:
+            await websocket.accept(subprotocol=subprotocol)
+            await websocket.close(exc.code, exc.reason)
+        except _PEER_GONE:
+            pass  # the client left during the handshake: nobody to tell
         return
-    await websocket.accept(subprotocol=subprotocol)
+    try:
+        await websocket.accept(subprotocol=subprotocol)
+    except _PEER_GONE:
+        return
     await _serve(node, websocket, principal)
 
 
 async def _serve(node: Node, websocket: WebSocket, principal: Principal) -> None:
     settings = node.settings
+    remote = _client_addr(websocket)
     conn = Connection(websocket, principal, node.instance_id, settings.WS_SEND_QUEUE_MAX)
-    if not await node.claim_slot(conn):
+    try:
+        claimed = await node.claim_slot(conn)
+    except (RedisError, OSError) as exc:  # Redis unreachable: /readyz reports it too
+        log.error("connection slot unavailable", extra={"error": str(exc)[:200],
+                                                        "remote": remote})
+        try:
+            await websocket.close(CloseCode.INTERNAL_ERROR, "Internal error")
+        except _PEER_GONE:
+            pass
+        return
+    if not claimed:
         log.warning("connection limit", extra={"user_id": principal.user_id,
-                                               "remote": _client_addr(websocket)})
-        await websocket.close(CloseCode.TOO_MANY, "Too many connections")
+                                               "reason": "WS_MAX_CONNECTIONS_PER_USER",
+                                               "remote": remote})
+        try:
+            await websocket.close(CloseCode.TOO_MANY, "Too many connections")
+        except _PEER_GONE:
+            pass
         return
     started = time.monotonic()
     conn.open()
@@ -74,7 +122,7 @@ async def _serve(node: Node, websocket: WebSocket, principal: Principal) -> None
         "heartbeat_interval": int(interval) if float(interval).is_integer() else interval,
         "rooms": [f"user:{principal.user_id}"]}))
     log.info("connect", extra={"user_id": principal.user_id, "connection_id": conn.id,
-                               "remote": _client_addr(websocket)})
+                               "remote": remote})
     session = Session(rate_limit=settings.WS_RATE_LIMIT, rate_burst=settings.WS_RATE_BURST,
                       max_content_length=settings.WS_MAX_CONTENT_LENGTH, clock=time.monotonic)
     code: int | None = None
@@ -92,12 +140,19 @@ async def _serve(node: Node, websocket: WebSocket, principal: Principal) -> None
     except ConnectionClose as exc:
         if exc.code == CloseCode.POLICY_VIOLATION:
             log.warning("abuse close", extra={"user_id": principal.user_id,
-                                              "connection_id": conn.id, "reason": exc.reason})
+                                              "connection_id": conn.id, "code": int(exc.code),
+                                              "reason": exc.reason, "remote": remote})
+        await _drain(conn)
         conn.close(exc.code, exc.reason)
     except Exception:
         log.exception("connection failed", extra={"connection_id": conn.id})
         conn.close(CloseCode.INTERNAL_ERROR, "Internal error")
     finally:
+        if code in _PROTOCOL_CLOSES:
+            log.warning("protocol close", extra={"user_id": principal.user_id,
+                                                 "connection_id": conn.id, "code": code,
+                                                 "reason": _PROTOCOL_CLOSES[code],
+                                                 "remote": remote})
         if conn.close_code == CloseCode.TRY_AGAIN_LATER:
             node.metrics.slow_consumer_closes.inc()
         conn.mark_closed(code)
@@ -105,3 +160,15 @@ async def _serve(node: Node, websocket: WebSocket, principal: Principal) -> None
         log.info("disconnect", extra={"user_id": principal.user_id, "connection_id": conn.id,
                                       "code": conn.close_code,
                                       "duration_s": round(time.monotonic() - started, 3)})
+
+
+async def _drain(conn: Connection) -> None:
+    """Wait, bounded, until the writer has handed every queued reply to the socket.
+
+    Polled: Connection offers no "queue drained" event (a `close(..., flush=True)`
+    there, queueing the close behind the frames, would make this wait unnecessary).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_BEFORE_CLOSE_SECONDS
+    while conn.queued and conn.state is State.OPEN and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(_DRAIN_POLL_SECONDS)

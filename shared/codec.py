@@ -17,6 +17,7 @@ import orjson
 # Entry types that steer gateways instead of reaching clients.
 CONTROL_HEARTBEAT = "_heartbeat"
 CONTROL_REVOKE = "_revoke"
+MAX_ID_PART = 2**64 - 1
 
 
 def utc_timestamp(moment: datetime | None = None) -> str:
@@ -93,4 +94,7 @@ def parse_stream_id(text: str) -> tuple[int, int] | None:
     ms, sep, seq = text.partition("-")
     if not sep or not ms.isdigit() or not seq.isdigit() or not ms.isascii() or not seq.isascii():
         return None
-    return int(ms), int(seq)
+    parsed = int(ms), int(seq)
+    if parsed[0] > MAX_ID_PART or parsed[1] > MAX_ID_PART:
+        return None  # Redis ids are two unsigned 64-bit numbers
+    return parsed

@@ -25,3 +25,15 @@ def test_user_room_and_stable_shards() -> None:
     # crc32-based: the same on every process (Python's hash() is salted per process)
     assert shard_of("project:1", 8) == shard_of("project:1", 8)
     assert {shard_of(f"project:{i}", 8) for i in range(1, 200)} == set(range(8))
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("0-0", (0, 0)), ("1795639044238-7", (1795639044238, 7)),
+    (f"{2**64 - 1}-{2**64 - 1}", (2**64 - 1, 2**64 - 1)),
+    (f"{2**64}-0", None), (f"1-{2**64}", None), ("abc", None), ("1-", None), ("-1", None),
+    ("1-2-3", None), ("\uff11-1", None), ("", None),
+])
+def test_stream_ids(text: str, expected: tuple[int, int] | None) -> None:
+    from shared.codec import parse_stream_id
+
+    assert parse_stream_id(text) == expected

@@ -61,6 +61,10 @@ class WsClient:
     async def send(self, message: Frame | str | bytes) -> None:
         await self.conn.send(message if isinstance(message, (str, bytes)) else json.dumps(message))
 
+    async def send_raw_text(self, data: bytes) -> None:
+        """A text frame holding exactly these bytes, valid UTF-8 or not (hostile tests)."""
+        await self.conn.send(data, text=True)
+
     async def wait_for(self, predicate: Callable[[Frame], bool], *,
                        timeout: float = DEFAULT_TIMEOUT, start: int = 0) -> Frame:
         async def _find() -> Frame:
