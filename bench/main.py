@@ -1,6 +1,218 @@
-"""Placeholder entry so the CLI resolves; replaced by the load generator."""
+"""`roomcast bench`: the load generator (SPEC section 9).
+
+Starts (or reuses) Redis, gateways and a worker; opens N clients over the
+gateway URLs; joins rooms in a layout; publishes through the real worker path
+at a fixed or maximal rate; reports delivery, latency, loss, duplicates and the
+CPU and memory of every process, as JSON (and a PNG chart on request).
+
+  roomcast bench --clients 500 --layout one-room --rate 200 --duration 10 --runs 3
+  roomcast bench --clients 1000 --layout small-rooms --room-size 5 --rate 0
+  roomcast bench --rate 200 --compare-peer            # Socket.IO side by side
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import time
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+
+from bench.report import comparison_table, human_summary
+from bench.scenario import ScenarioConfig, run_scenario
+from bench.stack import BenchStack, StackConfig
+from bench.stats import summarise
+
+T = TypeVar("T")
 
 
-def main(argv: list[str]) -> int:
-    print("roomcast bench: not available in this build")
-    return 2
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="roomcast bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = p.add_argument_group("scenario")
+    s.add_argument("--clients", type=int, default=500, help="connections (default 500)")
+    s.add_argument("--layout", choices=("one-room", "small-rooms"), default="one-room")
+    s.add_argument("--room-size", type=int, default=5, help="clients per room, small-rooms")
+    s.add_argument("--rate", type=float, default=100.0,
+                   help="events/s over all rooms; 0 = as fast as possible (default 100)")
+    s.add_argument("--duration", type=float, default=10.0, help="publishing time, s")
+    s.add_argument("--drain", type=float, default=20.0,
+                   help="bound on the wait for deliveries after publishing, s")
+    s.add_argument("--idle", type=float, default=3.0,
+                   help="the drain also ends after this long without a delivery, s")
+    s.add_argument("--runs", type=int, default=1, help="repeat; report median/min/max")
+    s.add_argument("--resume", action="store_true",
+                   help="clients closed by the server (1012/1013/abnormal) reconnect and "
+                        "resume from their last id")
+    s.add_argument("--payload-bytes", type=int, default=0, help="padding in each event")
+    c = p.add_argument_group("connecting")
+    c.add_argument("--connect-batch", type=int, default=100, help="connections opened at once")
+    c.add_argument("--connect-timeout", type=float, default=60.0, help="connect phase bound, s")
+    c.add_argument("--settle", type=float, default=1.0, help="pause after connect, s")
+    k = p.add_argument_group("stack")
+    k.add_argument("--gateways", type=int, default=2, help="gateways to start (default 2)")
+    k.add_argument("--gateway", action="append", default=[], metavar="URL",
+                   help="reuse a running gateway (ws://host:port/api/v1/ws/connect); "
+                        "repeatable; none started then")
+    k.add_argument("--redis-url", default=None, help="reuse this Redis instead of starting one")
+    k.add_argument("--no-worker", action="store_true", help="do not start a worker")
+    k.add_argument("--worker-processes", type=int, default=1)
+    k.add_argument("--worker-threads", type=int, default=4)
+    k.add_argument("--jwt-secret", default=None,
+                   help="HMAC secret of reused gateways (default: $JWT_SECRET)")
+    k.add_argument("--grant", action="store_true",
+                   help="grant each client its room through the worker (reused ACL gateways)")
+    k.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra setting for the gateways and worker we start; repeatable")
+    k.add_argument("--keep-logs", action="store_true", help="keep the stack's logs (path "
+                   "printed)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", default=None, help="write the JSON report here (default stdout)")
+    o.add_argument("--png", default=None, help="write a chart (latency and delivered rate)")
+    o.add_argument("--no-timeline", action="store_true", help="leave per-second rows out")
+    o.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    r = p.add_argument_group("peer comparison")
+    r.add_argument("--compare-peer", action="store_true",
+                   help="alternate each run with the equivalent peer scenario (peers/bench.py)")
+    r.add_argument("--peer-dir", default="/tmp/peers",
+                   help="an installed, writable copy of shared/peers (default /tmp/peers)")
+    r.add_argument("--peer-stacks", default="sio", help="comma list: sio, pysio (default sio)")
+    return p
+
+
+def _check(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
+    if args.clients < 1 or args.runs < 1 or args.room_size < 1 or args.gateways < 1:
+        p.error("--clients, --runs, --room-size and --gateways must be >= 1")
+    if args.rate < 0 or args.duration <= 0 or args.drain < 0:
+        p.error("--rate >= 0, --duration > 0, --drain >= 0")
+    if args.gateway and not args.redis_url:
+        p.error("--gateway needs --redis-url (the publisher enqueues to that Redis)")
+    for item in args.env:
+        if "=" not in item:
+            p.error(f"--env {item!r}: expected KEY=VALUE")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def _log(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def one_run(args: argparse.Namespace, cfg: ScenarioConfig, index: int) -> dict[str, Any]:
+    lifetime = (cfg.connect_timeout + cfg.warmup_timeout + cfg.duration + cfg.drain + 180)
+    stack_cfg = StackConfig(
+        gateways=args.gateways, redis_url=args.redis_url, gateway_urls=list(args.gateway),
+        start_worker=not args.no_worker, worker_processes=args.worker_processes,
+        worker_threads=args.worker_threads, jwt_secret=args.jwt_secret,
+        env=dict(item.split("=", 1) for item in args.env), lifetime_s=lifetime,
+        keep_logs=args.keep_logs)
+    stack = BenchStack(stack_cfg)
+    t0 = time.monotonic()
+    try:
+        stack.start()
+        _log(args, f"run {index}: stack up in {time.monotonic() - t0:.1f} s "
+                   f"({', '.join(stack.pids())}); logs in {stack.workdir}")
+        report = _run(run_scenario(stack, cfg, own_stack=not args.gateway))
+    except Exception as exc:  # one failed run is reported, the others still count
+        _log(args, f"run {index} failed: {type(exc).__name__}: {exc}")
+        return {"failed": f"{type(exc).__name__}: {exc}"[:500], "errors": stack.check_alive()}
+    finally:
+        stack.stop()
+    report["run"] = index
+    if args.keep_logs:
+        report["logs"] = str(stack.workdir)
+    _log(args, f"run {index}: {human_summary(report)}")
+    return report
+
+
+def environment() -> dict[str, Any]:
+    load1, load5, _ = psutil.getloadavg()
+    return {"python": platform.python_version(), "cpus": psutil.cpu_count(),
+            "loadavg_1m_at_start": round(load1, 2), "loadavg_5m_at_start": round(load5, 2),
+            "platform": platform.platform()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parser()
+    rest = list(argv) if argv is not None else sys.argv[1:]
+    if rest[:1] == ["--"]:  # `roomcast bench -- --clients 10` (see cli/main.py's REMAINDER)
+        rest = rest[1:]
+    args = p.parse_args(rest)
+    _check(args, p)
+    cfg = ScenarioConfig(
+        clients=args.clients, layout=args.layout, room_size=args.room_size, rate=args.rate,
+        duration=args.duration, drain=args.drain, idle=args.idle,
+        connect_batch=args.connect_batch, connect_timeout=args.connect_timeout,
+        settle=args.settle, resume=args.resume, payload_bytes=args.payload_bytes,
+        grant=args.grant)
+    peer = None
+    if args.compare_peer:
+        from bench.peer import PeerRunner
+
+        peer = PeerRunner(Path(args.peer_dir), [s.strip() for s in args.peer_stacks.split(",")
+                                                if s.strip()], cfg, log=lambda t: _log(args, t))
+        problem = peer.problem()
+        if problem:
+            _log(args, f"--compare-peer: {problem}")
+            peer = None
+    env = environment()
+    runs: list[dict[str, Any]] = []
+    for i in range(1, args.runs + 1):
+        runs.append(one_run(args, cfg, i))
+        if peer is not None:
+            peer.run(i)
+    ok = [r for r in runs if "failed" not in r]
+    result: dict[str, Any] = {
+        "tool": "roomcast bench",
+        "scenario": {**vars(cfg), "rooms": cfg.rooms, "gateways": len(args.gateway) or
+                     args.gateways, "runs": args.runs},
+        "environment": env,
+        "summary": summarise(ok),
+        "runs": runs,
+    }
+    if peer is not None:
+        result["peer"] = peer.results()
+        result["comparison"] = comparison_table(ok, peer.results())
+        print(result["comparison"], file=sys.stderr)
+    if args.png and ok:
+        from bench.chart import write_chart
+
+        try:
+            write_chart(args.png, ok, title=_title(cfg))
+            _log(args, f"chart written to {args.png}")
+        except OSError as exc:
+            _log(args, f"chart not written: {exc}")
+    if args.no_timeline:
+        for r in runs:
+            r.pop("timeline", None)
+    text = json.dumps(result, indent=1)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+        _log(args, f"report written to {args.out}")
+    else:
+        print(text)
+    return 0 if ok else 1
+
+
+def _title(cfg: ScenarioConfig) -> str:
+    rate = "MAX" if cfg.rate == 0 else f"{cfg.rate:g}/S"
+    layout = "1 ROOM" if cfg.layout == "one-room" else f"ROOMS OF {cfg.room_size}"
+    return f"ROOMCAST {cfg.clients} CLIENTS {layout} RATE {rate}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
 
     wk = sub.add_parser("worker", help="the Dramatiq worker for workers.actors")
     wk.add_argument("--processes", type=int, default=1)
-    wk.add_argument("--threads", type=int, default=4)
+    wk.add_argument("--threads", type=int, default=8)
 
     tk = sub.add_parser("token", help="print a development JWT")
     tk.add_argument("--user-id", type=int, required=True)
@@ -67,16 +67,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    if argv_list[:1] == ["bench"]:
+        # the load generator has its own parser; argparse's REMAINDER would
+        # refuse options that start with "-"
+        from bench.main import main as bench_main
+
+        raise SystemExit(bench_main(argv_list[1:]))
+    args = _parser().parse_args(argv_list)
     command: str = args.command
     if command == "up":
         from cli.up import run_up
 
         raise SystemExit(run_up([int(p) for p in args.ports.split(",")]))
-    if command == "bench":
-        from bench.main import main as bench_main
-
-        raise SystemExit(bench_main(args.rest))
     if command == "client":
         import asyncio
 
@@ -97,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         # An idle Dramatiq worker polls its queue every `dramatiq_worker_timeout` ms
         # (default 1000): 100 keeps a revoke or a chat message well inside 1 s.
         os.environ.setdefault("dramatiq_worker_timeout", "100")
+        # Dramatiq prefetches 2 x threads jobs per queue; our jobs take a millisecond,
+        # so a deeper prefetch keeps the threads busy under load.
+        os.environ.setdefault("dramatiq_queue_prefetch", "256")
         argv_worker = [sys.executable, "-m", "dramatiq", "workers.actors",
                        "--processes", str(args.processes), "--threads", str(args.threads)]
         os.execv(sys.executable, argv_worker)

@@ -1,0 +1,262 @@
+"""The bench's WebSocket clients: connect, join one room, record every bench
+event's sequence number and latency; optionally resume after a server close.
+
+Per client and room, `seen[seq]` counts receipts (capped at 255): lost and
+duplicated (client, seq) pairs come from it exactly, whatever the order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from bench.publisher import EVENT_TYPE
+from bench.stats import Histogram, Timeline, bucket_of
+from bench.wsclient import WSClientProtocol
+
+MAX_ERRORS_KEPT = 20
+RESUME_CODES = frozenset({1006, 1011, 1012, 1013})  # abnormal, error, restart, slow consumer
+
+
+class Recorder:
+    """Latency of every bench event received, over the run and per second, and split
+    in two legs at the stream append (the event id's millisecond timestamp, Redis's
+    clock): enqueue -> append (publisher, Dramatiq queue, worker) and append -> receipt
+    (gateway read, fan-out, socket, load generator). The legs have 1 ms resolution."""
+
+    def __init__(self) -> None:
+        self.restart(time.time())
+
+    def restart(self, origin: float) -> None:
+        self.hist = Histogram()
+        self.to_append = Histogram()
+        self.from_append = Histogram()
+        self.timeline = Timeline(origin)
+        self.last_at = 0.0  # receipt time of the latest bench event
+
+    def record(self, now: float, t_enqueue: float, entry_id: str | None) -> None:
+        self.last_at = now
+        latency_s = now - t_enqueue
+        index = bucket_of(latency_s)
+        self.hist.add(index, latency_s)
+        self.timeline.add(now, index, latency_s)
+        if entry_id:
+            appended = int(entry_id[:entry_id.find("-")]) / 1000.0
+            self.to_append.add(bucket_of(appended - t_enqueue), appended - t_enqueue)
+            self.from_append.add(bucket_of(now - appended), now - appended)
+
+
+@dataclass
+class ClientState:
+    """What one bench client has seen; survives reconnects."""
+
+    idx: int
+    user_id: int
+    room: str
+    url: str
+    gateway: int  # index into the gateway URLs
+    seen: bytearray = field(default_factory=bytearray)
+    received: int = 0
+    dup: int = 0
+    out_of_order: int = 0
+    max_seq: int = -1
+    warmups: int = 0
+    last_id: str | None = None
+    joined: bool = False
+    connection: BenchConnection | None = None
+    reconnects: int = 0
+
+    def count(self, seq: int) -> None:
+        seen = self.seen
+        if seq >= len(seen):
+            seen.extend(bytes(max(seq + 1 - len(seen), 4096)))
+        c = seen[seq]
+        if c:
+            self.dup += 1
+            if c < 255:
+                seen[seq] = c + 1
+        else:
+            seen[seq] = 1
+            if seq < self.max_seq:
+                self.out_of_order += 1
+        if seq > self.max_seq:
+            self.max_seq = seq
+        self.received += 1
+
+    def lost(self, published: int) -> int:
+        if published <= 0:
+            return 0
+        if len(self.seen) < published:
+            self.seen.extend(bytes(published - len(self.seen)))
+        return self.seen.count(0, 0, published)
+
+    def beyond(self, published: int) -> int:
+        """Distinct seqs at or past the published count: another publisher (a setup bug)."""
+        return max(0, len(self.seen) - published - self.seen.count(0, published))
+
+
+class BenchConnection(WSClientProtocol):
+    def __init__(self, state: ClientState, fleet: Fleet, since: str | None) -> None:
+        super().__init__(state.url)
+        self.state = state
+        self.fleet = fleet
+        self.since = since
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        if self.fleet.deadline and time.time() > self.fleet.deadline:
+            self.pause()  # past the run's bound: what arrives now is not counted
+            return
+        super().data_received(data)
+
+    def join(self) -> None:
+        frame: dict[str, Any] = {"type": "join_room", "room": self.state.room}
+        if self.since is not None:
+            frame["data"] = {"since": self.since}
+        self.send_text(orjson.dumps(frame))
+
+    def on_text(self, payload: bytes, now: float) -> None:
+        message = orjson.loads(payload)
+        kind = message.get("type")
+        state = self.state
+        if kind == EVENT_TYPE and message.get("room") == state.room:
+            data = message["data"]
+            seq = data.get("seq")
+            if not isinstance(seq, int):
+                return
+            entry_id = message.get("id")
+            state.last_id = entry_id
+            if seq < 0:
+                state.warmups += 1
+                return
+            state.count(seq)
+            self.fleet.recorder.record(now, data["t_enqueue"], entry_id)
+        elif kind == "connected":
+            self.join()
+        elif kind == "room_joined" and message.get("room") == state.room:
+            state.joined = True
+            if state.last_id is None:  # resume point for a client that sees no event yet
+                state.last_id = (message.get("data") or {}).get("last_id")
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif kind == "error":
+            self.fleet.error(f"client {state.idx}: {payload[:200].decode(errors='replace')}")
+            code = (message.get("data") or {}).get("code")
+            if code == 4403 and message.get("room") == state.room and self.fleet.retry_forbidden:
+                # access granted through the worker may not have landed yet
+                asyncio.get_running_loop().call_later(0.2, self.join)
+        else:
+            self.fleet.other_frames += 1
+
+    def on_close(self, code: int | None) -> None:
+        self.fleet.on_close(self, code)
+
+
+class Fleet:
+    """All clients of one run."""
+
+    def __init__(self, states: list[ClientState], *, resume: bool,
+                 retry_forbidden: bool = False) -> None:
+        self.states = states
+        self.resume = resume
+        self.retry_forbidden = retry_forbidden
+        self.recorder = Recorder()
+        self.errors: list[str] = []
+        self.n_errors = 0
+        self.closes_by_code: Counter[str] = Counter()
+        self.other_frames = 0
+        self.stopping = False
+        self.deadline = 0.0  # wall clock; 0 = none. Checked per received chunk, so the
+        # bound holds even when a saturated event loop wakes the drain coroutine late
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def error(self, text: str) -> None:
+        self.n_errors += 1
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append(text[:300])
+
+    # -- connecting ----------------------------------------------------------------------
+    async def open(self, state: ClientState, timeout: float, since: str | None = None) -> bool:
+        loop = asyncio.get_running_loop()
+        conn = BenchConnection(state, self, since)
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.create_connection(lambda: conn, conn.host, conn.port)
+                await conn.upgraded
+                await conn.ready
+        except Exception as exc:  # any failure to connect is reported, not fatal
+            self.error(f"client {state.idx}: connect: {type(exc).__name__}: {exc}")
+            conn.close()
+            return False
+        state.connection = conn
+        return True
+
+    async def connect_all(self, batch: int, deadline_s: float,
+                          per_connection_s: float = 20.0) -> float:
+        """Open every client, `batch` at a time, until all are in or the deadline passes."""
+        t0 = time.monotonic()
+        for start in range(0, len(self.states), batch):
+            left = deadline_s - (time.monotonic() - t0)
+            if left <= 0:
+                self.error(f"connect deadline ({deadline_s:.0f} s) passed at client {start}")
+                break
+            group = self.states[start:start + batch]
+            await asyncio.gather(*(self.open(s, min(left, per_connection_s)) for s in group))
+        return time.monotonic() - t0
+
+    @property
+    def connected(self) -> list[ClientState]:
+        return [s for s in self.states if s.connection is not None]
+
+    # -- closes and resume ---------------------------------------------------------------
+    def on_close(self, conn: BenchConnection, code: int | None) -> None:
+        if not conn.ready.done():  # closed before room_joined: fail the open() at once
+            conn.ready.set_exception(ConnectionError(f"closed with {code} before joining"))
+            conn.ready.exception()  # retrieved here: open() may already have given up
+        if self.stopping:
+            return
+        self.closes_by_code[str(code if code is not None else 1006)] += 1
+        state = conn.state
+        if state.connection is not conn:
+            return  # a failed attempt; whoever made it retries
+        state.connection = None
+        if self.resume and (code is None or code in RESUME_CODES):
+            task = asyncio.get_running_loop().create_task(self._resume(state))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _resume(self, state: ClientState) -> None:
+        delay = 0.1
+        while not self.stopping:
+            await asyncio.sleep(delay)
+            if await self.open(state, 10.0, since=state.last_id or "0-0"):
+                state.reconnects += 1
+                return
+            delay = min(delay * 2, 2.0)
+
+    def freeze(self) -> None:
+        """End of measurement: stop reading every socket and ignore closes from now on."""
+        self.stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        for state in self.states:
+            if state.connection is not None:
+                state.connection.pause()
+
+    async def close_all(self) -> None:
+        self.stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        for state in self.states:
+            if state.connection is not None:
+                state.connection.close()
+        await asyncio.sleep(0.2)  # let the close frames go out
+
+    # -- totals --------------------------------------------------------------------------
+    def received(self) -> int:
+        return sum(s.received for s in self.states)

@@ -1,0 +1,48 @@
+"""`roomcast bench` end to end: a short real run against its own stack
+(embedded Redis, one gateway, one worker), bounded well under a minute."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENTS = 20
+
+
+@pytest.mark.timeout(90)
+def test_short_run_reports_every_figure_and_loses_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    png = tmp_path / "chart.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.main", "--clients", str(CLIENTS), "--gateways", "1",
+         "--duration", "2", "--rate", "50", "--drain", "10", "--out", str(out),
+         "--png", str(png), "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    report = json.loads(out.read_text())
+    assert report["scenario"]["clients"] == CLIENTS
+    assert set(report["summary"]) >= {"delivered", "lost", "dup", "latency_ms.p50"}
+    (run,) = report["runs"]
+    for key in ("published", "delivered", "delivered_per_s", "latency_ms", "lost", "dup",
+                "cpu_pct", "peak_rss_mb", "mem_per_conn_kb", "timeline"):
+        assert key in run, key
+    for key in ("p50", "p99", "max"):
+        assert run["latency_ms"][key] > 0
+    for proc_name in ("redis", "gw1", "worker", "loadgen", "publisher"):
+        assert proc_name in run["cpu_pct"]["publish"], proc_name
+        assert run["peak_rss_mb"][proc_name] > 0, proc_name
+    assert run["mem_per_conn_kb"]["gw1"] is not None
+
+    events = run["published"]["events"]
+    assert 90 <= events <= 110  # 50 events/s for 2 s
+    assert run["connected"] == CLIENTS
+    assert run["lost"] == 0
+    assert run["dup"] == 0
+    assert run["delivered"] == run["expected"] == CLIENTS * events
+    assert png.read_bytes().startswith(b"\x89PNG")
