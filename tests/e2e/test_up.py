@@ -3,6 +3,7 @@ two gateways, a printed dev token that works, and Ctrl-C that stops them all."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -15,6 +16,12 @@ import psutil
 
 from cli.embedded_redis import free_port
 from tests.support.ws import WsClient
+
+
+def _launch_up(ports: list[int], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--ports",
+                             ",".join(map(str, ports))], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
 
 
 def _read_until(process: subprocess.Popen[str], pattern: str, deadline: float) -> list[str]:
@@ -35,11 +42,9 @@ async def test_up_runs_the_stack_and_ctrl_c_stops_it() -> None:
     env = {k: v for k, v in os.environ.items()
            if k not in ("REDIS_URL", "JWT_SECRET", "JWT_PUBLIC_KEY", "ACCESS_MODE")}
     env["PYTHONUNBUFFERED"] = "1"
-    up = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--ports",
-                           ",".join(map(str, ports))], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    up = _launch_up(ports, env)
     try:
-        lines = _read_until(up, r"dev token", time.monotonic() + 60)
+        lines = await asyncio.to_thread(_read_until, up, r"dev token", time.monotonic() + 60)
         output = "".join(lines)
         redis_url = re.search(r"embedded redis-server (\S+)", output)
         token = re.search(r"dev token\s+(\S+)", output)
@@ -54,16 +59,18 @@ async def test_up_runs_the_stack_and_ctrl_c_stops_it() -> None:
             await client.wait_for(lambda f: f["type"] == "connected")
             assert (await client.join(room))["type"] == "room_joined"
         publish_env = {**env, "REDIS_URL": redis_url.group(1)}
-        subprocess.run([sys.executable, "-m", "cli.main", "publish", "project.updated",
-                        "--room", room, "--data", json.dumps({"project_id": 1, "changes": {}})],
-                       env=publish_env, check=True, timeout=60, capture_output=True)
+        await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "cli.main", "publish", "project.updated",
+                             "--room", room, "--data",
+                             json.dumps({"project_id": 1, "changes": {}})],
+            env=publish_env, check=True, timeout=60, capture_output=True)
         got = [(await c.wait_events(room, 1, type_="project.updated"))[0] for c in clients]
         assert got[0]["id"] == got[1]["id"]
 
         up.send_signal(signal.SIGINT)
         codes = [await c.wait_closed(15) for c in clients]
         assert codes == [1012, 1012]
-        assert up.wait(30) == 0
+        assert await asyncio.to_thread(up.wait, 30) == 0
         _, alive = psutil.wait_procs(children, timeout=15)
         assert alive == []
     finally:
