@@ -1,7 +1,13 @@
 """One client connection: its socket, a bounded send queue and the writer task
 that drains it. Nothing here waits on another client: the fan-out path only
 calls `push_event`, which never blocks and closes this one connection with
-1013 when its queue is full."""
+1013 when its queue is full.
+
+The bound counts live frames and direct replies. The replay of a resumed join
+is queued as one item: it is already in memory, bounded by ROOM_HISTORY_SIZE,
+and counting its frames would close a client for asking to resume a history
+longer than WS_SEND_QUEUE_MAX. A client that does not read its replay is still
+closed with 1013 once the live events queued behind it pass the bound."""
 
 from __future__ import annotations
 
@@ -38,7 +44,8 @@ class Connection:
         self.rooms: set[str] = set()
         self.close_code: int | None = None
         self.close_reason = ""
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_max)
+        # A frame, or the frames of one replay (a single item: see the module doc).
+        self._queue: asyncio.Queue[str | list[str]] = asyncio.Queue(maxsize=queue_max)
         # Highest id handed to this client per room: the filter that makes
         # replay + live events arrive once each, in stream order.
         self._last_sent: dict[str, IdKey] = {}
@@ -95,10 +102,13 @@ class Connection:
     # -- outgoing -------------------------------------------------------------------------
     def send(self, frame: str) -> None:
         """Queue a direct reply (kept in order with events)."""
+        self._put(frame)
+
+    def _put(self, item: str | list[str]) -> None:
         if self.state is not State.OPEN:
             return
         try:
-            self._queue.put_nowait(frame)
+            self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self.close(CloseCode.TRY_AGAIN_LATER, "Slow consumer")
 
@@ -121,9 +131,15 @@ class Connection:
     def release(self, room: str, baseline: IdKey, replay: list[tuple[IdKey, str]]) -> None:
         """Send the replay, then the held live events newer than it, then go live."""
         held = self._held.pop(room, [])
-        self._last_sent[room] = max(self._last_sent.get(room, (0, 0)), baseline)
+        last = max(self._last_sent.get(room, (0, 0)), baseline)
+        frames: list[str] = []
         for id_key, frame in replay:
-            self.push_event(room, id_key, frame)
+            if id_key > last:
+                frames.append(frame)
+                last = id_key
+        self._last_sent[room] = last
+        if frames:
+            self._put(frames)
         for id_key, frame in held:
             self.push_event(room, id_key, frame)
 
@@ -140,9 +156,13 @@ class Connection:
         queue = self._queue
         try:
             while True:
-                frame = await queue.get()
-                message: Any = {"type": "websocket.send", "text": frame}
-                await send(message)
+                item = await queue.get()
+                if isinstance(item, str):
+                    message: Any = {"type": "websocket.send", "text": item}
+                    await send(message)
+                    continue
+                for frame in item:  # a replay, written in order before later items
+                    await send({"type": "websocket.send", "text": frame})
         except asyncio.CancelledError:
             raise
         except Exception:  # the socket went away; the receive loop sees the disconnect

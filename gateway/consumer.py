@@ -3,10 +3,14 @@
 Guarantees: entries of one shard reach `on_entry` in stream order; an entry
 is acknowledged right after `on_entry` returns (the pending list stays near
 empty); a dropped connection is retried with backoff and reading resumes
-where the group left off; a missing stream or group (NOGROUP, e.g. Redis
-restarted without persistence) is recreated from the last id processed, and a
-gap in the shard's sequence numbers (entries trimmed before we read them, or a
-reset Redis) is reported through `on_gap` so members can be told to resync.
+where the group left off, first delivering the entries Redis had already handed
+to this consumer (its pending list: a reply lost with the connection); a
+missing stream or group (NOGROUP, e.g. Redis restarted without persistence) is
+recreated from the last id processed, and a gap in the shard's sequence numbers
+(entries trimmed before we read them, or a reset Redis) or a recreated group is
+reported through `on_gap` so members can be told to resync. An entry that is
+not ours (a foreign writer, a corrupt field) is logged, acknowledged and
+skipped; no error ever ends the reader while it is running.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -23,7 +28,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys
-from shared.codec import ShardEntry
+from shared.codec import ShardEntry, parse_stream_id
 
 log = logging.getLogger("roomcast.consumer")
 
@@ -31,6 +36,28 @@ READ_COUNT = 500
 BLOCK_MS = 1000
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 3.0
+# Fan-out hands frames to the members' queues without waiting; yield to their
+# writer tasks this often within one read, so that a burst of READ_COUNT entries
+# is not a burst of READ_COUNT frames in a fast client's queue.
+YIELD_EVERY = 64
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _parse(raw_id: bytes | str, fields: dict[bytes, bytes]) -> ShardEntry | None:
+    """The entry, or None when it is not one our publish script wrote."""
+    if b"q" not in fields:
+        return None  # without its sequence number it would look like a gap
+    try:
+        entry = ShardEntry.from_fields(raw_id, fields)
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return None
+    if not entry.is_control and not (entry.encoded.startswith(b"{")
+                                     and entry.encoded.endswith(b"}")):
+        return None
+    return entry
 
 
 class ShardConsumer:
@@ -42,6 +69,7 @@ class ShardConsumer:
         self._consumer = instance_id
         self._shards = list(shards)
         self._streams = {s: keys.shard_stream(s) for s in self._shards}
+        self._shard_by_stream = {stream: shard for shard, stream in self._streams.items()}
         self._on_entry = on_entry
         self._on_gap = on_gap
         self.last_id: dict[int, str] = {}
@@ -50,34 +78,48 @@ class ShardConsumer:
         self.last_read_at = 0.0
         self._stopping = False
 
-    async def ensure_groups(self, start: str = "$") -> None:
+    async def ensure_groups(self, start: str = "$") -> list[int]:
+        """Create this instance's group on every shard stream that lacks it, at the last
+        id processed when known, else at `start`. Returns the shards where it was made."""
+        created = []
         for shard, stream in self._streams.items():
             try:
                 await self._redis.xgroup_create(stream, self._group,
                                                 id=self.last_id.get(shard, start), mkstream=True)
+                created.append(shard)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+        return created
 
     async def ack_leftovers(self) -> None:
-        """Entries delivered to a previous run of this instance and never acked:
-        its clients are gone (they resume from room history), so just ack them."""
+        """Entries Redis handed to this consumer that were never acknowledged: a previous
+        run of this instance died with them, or a reply was lost with its connection.
+        They are delivered now (members already served skip them by id), then acked."""
         for shard, stream in self._streams.items():
+            start = "0"
             while True:
-                reply = await self._redis.xreadgroup(self._group, self._consumer, {stream: "0"},
-                                                     count=READ_COUNT)
+                reply = await self._redis.xreadgroup(self._group, self._consumer,
+                                                     {stream: start}, count=READ_COUNT)
                 entries = reply[0][1] if reply else []
-                ids = [entry_id for entry_id, _ in entries]
-                if not ids:
+                if not entries:
                     break
+                ids = await self._process(shard, entries)
                 await self._redis.xack(stream, self._group, *ids)
-                self.last_id[shard] = ids[-1].decode()
+                start = _text(entries[-1][0])
 
     async def run(self) -> None:
         attempt = 0
-        await self._start()
+        started = False
+        recovering = False
         while not self._stopping:
             try:
+                if not started:
+                    await self._start()
+                    started = True
+                elif recovering:
+                    await self._recover()
+                recovering = False
                 await self._read_once()
                 attempt = 0
                 self.healthy = True
@@ -85,19 +127,25 @@ class ShardConsumer:
                 raise
             except ResponseError as exc:
                 self.healthy = False
-                if "NOGROUP" not in str(exc):
-                    log.error("shard read failed", extra={"error": str(exc)[:200]})
-                    await self._backoff(attempt)
-                    attempt += 1
+                recovering = True
+                if "NOGROUP" in str(exc):
+                    log.warning("consumer group or stream vanished; recreating")
                     continue
-                log.warning("consumer group or stream vanished; recreating")
-                await self._recreate()
+                log.error("shard read failed", extra={"error": str(exc)[:200]})
+                await self._backoff(attempt)
+                attempt += 1
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 self.healthy = False
+                recovering = True
                 log.warning("redis unreachable; retrying", extra={"error": str(exc)[:200]})
                 await self._backoff(attempt)
                 attempt += 1
-                await self._safe_start()
+            except Exception:  # a bug must not leave the gateway deaf
+                self.healthy = False
+                recovering = True
+                log.exception("shard reader failed; restarting it")
+                await self._backoff(attempt)
+                attempt += 1
 
     def stop(self) -> None:
         self._stopping = True
@@ -107,17 +155,16 @@ class ShardConsumer:
         await self.ack_leftovers()
         self.healthy = True
 
-    async def _safe_start(self) -> None:
-        try:
-            await self.ensure_groups()
-        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError):
-            pass  # the next read reports it again
-
-    async def _recreate(self) -> None:
-        await self.ensure_groups(start="0")
-        for shard in self._shards:
+    async def _recover(self) -> None:
+        """After any failure: groups that vanished are made again (from the last id
+        processed, else from the stream's start: a new stream holds nothing older than
+        the failure), their members told to resync, and what Redis handed to this
+        consumer before the failure is delivered."""
+        for shard in await self.ensure_groups(start="0"):
+            log.warning("consumer group recreated", extra={"shard": shard})
             self.last_seq.pop(shard, None)  # the next entry is the new baseline
             await self._on_gap(shard)
+        await self.ack_leftovers()
 
     async def _backoff(self, attempt: int) -> None:
         # Full jitter: gateways that lost Redis together do not come back in lockstep.
@@ -130,23 +177,71 @@ class ShardConsumer:
         self.last_read_at = time.monotonic()
         if not reply:
             return
-        shard_by_stream = {stream: shard for shard, stream in self._streams.items()}
+        done = []
+        for raw_stream, entries in reply:
+            stream = _text(raw_stream)
+            shard = self._shard_by_stream[stream]
+            ids = await self._fill_from_pending(shard, stream, entries)
+            done.append((stream, ids + await self._process(shard, entries)))
         async with self._redis.pipeline(transaction=False) as pipe:
-            for raw_stream, entries in reply:
-                stream = raw_stream.decode() if isinstance(raw_stream, bytes) else raw_stream
-                shard = shard_by_stream[stream]
-                ids = []
-                for raw_id, fields in entries:
-                    if not fields:
-                        continue  # deleted while pending
-                    entry = ShardEntry.from_fields(raw_id, fields)
-                    await self._check_sequence(shard, entry.seq)
-                    self._on_entry(shard, entry)
-                    self.last_id[shard] = entry.id
-                    ids.append(raw_id)
+            for stream, ids in done:
                 if ids:
                     pipe.xack(stream, self._group, *ids)
             await pipe.execute()
+
+    async def _process(self, shard: int,
+                       entries: list[tuple[Any, dict[bytes, bytes]]]) -> list[Any]:
+        """Deliver entries of one shard in order; returns the ids to acknowledge."""
+        ids = []
+        done = parse_stream_id(self.last_id.get(shard, "0-0")) or (0, 0)
+        for n, (raw_id, fields) in enumerate(entries, 1):
+            ids.append(raw_id)
+            if not fields:
+                continue  # deleted while pending
+            if (parse_stream_id(_text(raw_id)) or (0, 0)) <= done:
+                continue  # handed to on_entry before a failure kept it from the ack
+            entry = _parse(raw_id, fields)
+            if entry is None:
+                log.warning("skipped a shard entry that is not ours",
+                            extra={"shard": shard, "id": _text(raw_id)})
+                continue
+            await self._check_sequence(shard, entry.seq)
+            self._on_entry(shard, entry)
+            self.last_id[shard] = entry.id
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let the writers drain between chunks
+        return ids
+
+    async def _fill_from_pending(self, shard: int, stream: str,
+                                 entries: list[tuple[Any, dict[bytes, bytes]]]) -> list[Any]:
+        """When the first new entry does not follow the last one processed, the entries
+        in between may have been handed to this consumer in a reply that was lost with
+        its connection (redis-py reconnects and retries the read without telling us):
+        they wait in our pending list. Deliver them first; only what is not there is a
+        gap. Returns the ids to acknowledge."""
+        previous = self.last_seq.get(shard)
+        first = next((e for e in entries if e[1] and b"q" in e[1]), None)
+        if previous is None or first is None:
+            return []
+        try:
+            if int(first[1][b"q"]) == previous + 1:
+                return []
+        except ValueError:
+            return []
+        limit = parse_stream_id(_text(first[0])) or (0, 0)
+        start = self.last_id.get(shard, "0")
+        acked: list[Any] = []
+        while True:
+            reply = await self._redis.xreadgroup(self._group, self._consumer,
+                                                 {stream: start}, count=READ_COUNT)
+            older = [(i, f) for i, f in (reply[0][1] if reply else [])
+                     if (parse_stream_id(_text(i)) or (0, 0)) < limit]
+            if not older:
+                return acked
+            log.warning("delivering entries left in the pending list",
+                        extra={"shard": shard, "count": len(older)})
+            acked += await self._process(shard, older)
+            start = _text(older[-1][0])
 
     async def _check_sequence(self, shard: int, seq: int) -> None:
         previous = self.last_seq.get(shard)

@@ -3,11 +3,19 @@
 A room's history is a capped, expiring stream whose entries have the same ids
 as the shard stream. The room meta hash keeps its first-ever and latest id,
 which tells a trimmed or expired history from a room with no events.
+
+The decision and the replay come from one snapshot (a MULTI of the meta, the
+oldest held entry and the entries after `since`): read separately, a busy room
+could trim entries after `since` between the check and the read, and the
+client would get `recovered: true` with a hole in its replay. The replay ends
+at the room's latest id of that snapshot; later events reach the joining
+connection live (it holds them back until the replay is queued).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -16,7 +24,6 @@ from shared.codec import frame_from_entry, parse_stream_id
 from shared.settings import Settings
 
 ZERO_ID = "0-0"
-REPLAY_BATCH = 500
 
 
 @dataclass(slots=True)
@@ -26,43 +33,61 @@ class JoinPoint:
     replay: list[tuple[str, str]] = field(default_factory=list)  # (id, frame)
 
 
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if value else None
+
+
 class RoomHistory:
     def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
         self._redis = client
         self._shards = settings.STREAM_SHARDS
-        self._size = settings.ROOM_HISTORY_SIZE
 
     async def join_point(self, room: str, since: str | None) -> JoinPoint:
         history_key = keys.room_history(room, self._shards)
         meta_key = keys.room_meta(room, self._shards)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(meta_key, "first", "last")
-            pipe.xrange(history_key, "-", "+", count=1)
-            meta, oldest_entries = await pipe.execute()
-        first = meta[0].decode() if meta[0] else None
-        last = meta[1].decode() if meta[1] else None
+        first, last, oldest, _ = await self._snapshot(history_key, meta_key, None)
         point = JoinPoint(last_id=last or ZERO_ID)
         if since is None:
             return point
-        oldest = oldest_entries[0][0].decode() if oldest_entries else None
         point.recovered = _recoverable(since, first, last, oldest)
-        if point.recovered and last is not None and since != last:
-            point.replay = await self._read_after(history_key, since)
-            if point.replay:
-                point.last_id = max(point.last_id, point.replay[-1][0], key=_id_key)
+        if not point.recovered or last is None or since == last:
+            return point
+        # Recoverable with something to replay: decide again on the snapshot that
+        # holds the replay itself (the room may have moved on since the first look).
+        first, last, oldest, entries = await self._snapshot(history_key, meta_key, since)
+        point.last_id = last or ZERO_ID
+        point.recovered = _recoverable(since, first, last, oldest)
+        if point.recovered:
+            point.replay = _frames(entries)
         return point
 
-    async def _read_after(self, history_key: str, since: str) -> list[tuple[str, str]]:
-        frames: list[tuple[str, str]] = []
-        start = f"({since}"
-        while True:
-            entries = await self._redis.xrange(history_key, start, "+", count=REPLAY_BATCH)
-            for raw_id, fields in entries:
-                entry_id = raw_id.decode()
-                frames.append((entry_id, frame_from_entry(fields[b"e"], entry_id)))
-            if len(entries) < REPLAY_BATCH or len(frames) > self._size * 2:
-                return frames
-            start = f"({frames[-1][0]}"
+    async def _snapshot(self, history_key: str, meta_key: str, since: str | None,
+                        ) -> tuple[str | None, str | None, str | None, list[Any]]:
+        """(first, last, oldest held id, entries after `since`) as of one moment."""
+        async with self._redis.pipeline(transaction=since is not None) as pipe:
+            pipe.hmget(meta_key, "first", "last")
+            pipe.xrange(history_key, "-", "+", count=1)
+            if since is not None:
+                start = "-" if parse_stream_id(since) == (0, 0) else f"({since}"
+                pipe.xrange(history_key, start, "+")  # the history is capped: bounded
+            replies = await pipe.execute()
+        meta, oldest_entries = replies[0], replies[1]
+        oldest = _text(oldest_entries[0][0]) if oldest_entries else None
+        entries = replies[2] if since is not None else []
+        return _text(meta[0]), _text(meta[1]), oldest, entries
+
+
+def _frames(entries: list[Any]) -> list[tuple[str, str]]:
+    """(id, frame) of each entry, oldest first. Consumes `entries` from the end, so each
+    raw entry is freed as its frame is made: a replay of a large history peaks at one
+    copy in memory, not two."""
+    entries.reverse()
+    frames = []
+    while entries:
+        raw_id, fields = entries.pop()
+        entry_id = _text(raw_id) or ZERO_ID
+        frames.append((entry_id, frame_from_entry(fields[b"e"], entry_id)))
+    return frames
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

@@ -45,8 +45,10 @@ def _writer() -> StreamWriter:
 
 
 @dramatiq.actor(actor_name="publish_event", **RETRY_OPTIONS)
-def publish_event(event: dict[str, Any]) -> str:
-    return publisher.publish(_writer(), event).id
+def publish_event(event: dict[str, Any]) -> None:
+    # Returns nothing: without a results backend Dramatiq discards a return value
+    # and logs a warning for every job that has one.
+    publisher.publish(_writer(), event)
 
 
 @dramatiq.actor(actor_name="grant_access", **RETRY_OPTIONS)

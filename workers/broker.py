@@ -2,21 +2,116 @@
 
 Without an explicit broker Dramatiq silently creates a RabbitMQ one on
 localhost; importing this module first makes the Redis broker the global one.
+
+Three things differ from Dramatiq's defaults, all so that no job is lost or
+stuck for minutes when a worker or Redis fails (tests/e2e/test_worker_faults.py
+and test_redis_faults.py make each failure happen):
+
+- `DurableRetries`: Dramatiq's `Retries` enqueues the retry of a failed job and
+  the worker then acks the job. When the job failed *because Redis was down*,
+  that enqueue fails too, Dramatiq logs it and acks the job anyway once Redis is
+  back: the job is gone. Here the retry's enqueue is itself retried until Redis
+  answers, the way Dramatiq already retries the ack.
+- `RoomcastRedisBroker`: a fetch whose reply is lost with its connection (Redis
+  killed or the connection dropped right after the fetch ran) leaves jobs in the
+  worker's ack set that nobody processes; Dramatiq requeues an ack set only when
+  its worker stops heartbeating, which a live worker never does. A consumer that
+  restarts after such an error therefore takes a new worker identity: the old
+  one falls silent, counts as dead after `heartbeat_timeout`, and its jobs are
+  requeued (jobs of the old identity still running here are re-run later, which
+  the idempotent actors absorb). This needs the error to surface: the broker's
+  client must not retry commands on its own (it does not: Dramatiq builds it
+  without retries).
+- Jobs fetched by a worker that was SIGKILLed sit in its ack set until another
+  worker's queue maintenance notices the dead worker (no heartbeat for
+  `heartbeat_timeout`); maintenance runs on a random `maintenance_chance` per
+  million broker commands. Dramatiq's 60 s and 0.1 % leave such jobs waiting
+  for minutes on a quiet queue. Our actors are short (milliseconds) and
+  idempotent (the publish is deduplicated by event key; grants are set
+  operations), so a worker wrongly declared dead costs a harmless re-run.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
+from typing import Any
+
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Middleware, Retries, default_middleware
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.settings import Settings
+
+log = logging.getLogger("roomcast.broker")
 
 QUEUE_NAME = "roomcast"
 NAMESPACE = "roomcast-dramatiq"
 
+HEARTBEAT_TIMEOUT_MS = 10_000  # a worker silent this long is dead; its jobs are requeued
+# Per million broker commands (Dramatiq: 1000). Maintenance costs two ZRANGEBYSCOREs
+# on small sets while no worker is dead. Dramatiq's maintenance also runs a KEYS
+# over the broker's database per dead worker, until that worker's ack sets are
+# gone: how many times does not depend on this chance, only how soon. On every
+# command, a dead worker's jobs are requeued as soon as HEARTBEAT_TIMEOUT_MS passes.
+MAINTENANCE_CHANCE = 1_000_000
+RETRY_ENQUEUE_BACKOFF_CAP = 2.0
+
+
+class DurableRetries(Retries):  # type: ignore[misc]  # dramatiq is untyped here
+    """`Retries` whose enqueue of the retry survives a Redis outage (see module doc)."""
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        before = message.options.get("retries")
+        delay = 0.05
+        while True:
+            try:
+                super().after_process_message(broker, message, result=result,
+                                              exception=exception)
+                return
+            except (RedisConnectionError, RedisTimeoutError):
+                # Redis is down: the job's own failure was probably that. Keep the job
+                # (unacked) until its retry is safely queued; the count is restored
+                # so that the failed enqueue does not use up a retry.
+                if before is None:
+                    message.options.pop("retries", None)
+                else:
+                    message.options["retries"] = before
+                self.logger.warning("Redis unavailable; retrying the enqueue of the "
+                                    "retry of %r in %.2f s", message.message_id, delay)
+                time.sleep(delay)  # backoff while Redis is down
+                delay = min(delay * 2, RETRY_ENQUEUE_BACKOFF_CAP)
+
+
+class RoomcastRedisBroker(RedisBroker):  # type: ignore[misc]  # dramatiq is untyped here
+    """A RedisBroker whose consumers restarting after an error take a new identity."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._consumed: set[str] = set()
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        if queue_name in self._consumed:
+            # a restart after a connection error: see the module doc
+            self.broker_id = str(uuid.uuid4())
+            log.warning("consumer of %s restarted; new worker identity %s",
+                        queue_name, self.broker_id)
+        self._consumed.add(queue_name)
+        return super().consume(queue_name, prefetch=prefetch, timeout=timeout)
+
+
+def _middleware() -> list[Middleware]:
+    return [DurableRetries() if cls is Retries else cls() for cls in default_middleware]
+
 
 def build_broker(settings: Settings) -> RedisBroker:
-    return RedisBroker(url=settings.broker_url, namespace=NAMESPACE)
+    return RoomcastRedisBroker(url=settings.broker_url, namespace=NAMESPACE,
+                               middleware=_middleware(), heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+                               maintenance_chance=MAINTENANCE_CHANCE)
 
 
 def install_broker(settings: Settings) -> RedisBroker:

@@ -1,0 +1,225 @@
+"""A client that stops reading stalls nobody (SPEC §4): past WS_SEND_QUEUE_MAX
+queued events it is closed with 1013 behind the frames already on their way, the
+gateway's memory stays bounded, the other members get every event, and the slow
+client resumes afterwards without loss."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psutil
+import pytest
+import redis
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
+
+from tests.support.delivery import (
+    connect,
+    direct_writer,
+    eventually,
+    history_ids,
+    id_key,
+    message_event,
+    stack_on,
+)
+from tests.support.redis_fixture import RedisUnderTest
+from tests.support.stack import Gateway, Stack
+from tests.support.tokens import make_token
+
+QUEUE_MAX = 200
+EVENTS = 5000
+EVENT_SIZE = 10_000  # bytes of content: 5,000 events are ~50 MB
+HISTORY = 6000  # holds the whole flood: the slow client can resume without loss
+# Below the 50 MB of the flood: a gateway buffering the flood for the stalled client
+# (no queue bound, or writes not waiting for the socket) would cross it.
+RSS_GROWTH_BOUND = 40 * 2**20
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisUnderTest) -> Iterator[Stack]:
+    # A longer heartbeat than the suite's 1 s: the server's keepalive pings sit behind
+    # megabytes of unread frames too, and this test is about the queue bound (1013),
+    # not about the keepalive timeout that would otherwise close the socket first.
+    with stack_on(redis_server.url, gateways=1, worker=False, ACCESS_MODE="open",
+                  WS_SEND_QUEUE_MAX=str(QUEUE_MAX), ROOM_HISTORY_SIZE=str(HISTORY),
+                  WS_HEARTBEAT_INTERVAL="5") as s:
+        yield s
+
+
+class StalledClient:
+    """A WebSocket client on a raw socket with a tiny receive buffer that stops
+    reading after its join: TCP backpressure reaches the gateway at once."""
+
+    def __init__(self, sock: socket.socket, protocol: ClientProtocol) -> None:
+        self.sock, self.protocol = sock, protocol
+        self.frames: list[Frame] = []
+        self.loop = asyncio.get_running_loop()
+
+    @classmethod
+    async def open(cls, url: str, token: str) -> StalledClient:
+        host, port = re.match(r"ws://([^:/]+):(\d+)", url).groups()  # type: ignore[union-attr]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        protocol = ClientProtocol(parse_uri(f"{url}?token={token}"), max_size=None)
+        protocol.send_request(protocol.connect())
+        client = cls(sock, protocol)
+        await client._flush()
+        return client
+
+    async def _flush(self) -> None:
+        for data in self.protocol.data_to_send():
+            if data:
+                await self.loop.sock_sendall(self.sock, data)
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        self.protocol.send_text(json.dumps(message).encode())
+        await self._flush()
+
+    async def read_until(self, predicate: Callable[[dict[str, Any]], bool],
+                         timeout: float = 10) -> None:
+        async def _read() -> None:
+            while not any(predicate(f) for f in self.texts()):
+                data = await self.loop.sock_recv(self.sock, 65536)
+                if not data:
+                    raise ConnectionError("closed while waiting")
+                self._feed(data)
+        await asyncio.wait_for(_read(), timeout)
+
+    def _feed(self, data: bytes) -> None:
+        self.protocol.receive_data(data)
+        for event in self.protocol.events_received():
+            if isinstance(event, Response):
+                assert event.status_code == 101, event
+            elif isinstance(event, Frame):
+                self.frames.append(event)
+
+    async def drain_to_close(self, timeout: float = 10) -> int:
+        """Read everything the gateway buffered; return the code of its close frame."""
+        async def _read() -> int:
+            while self.protocol.close_rcvd is None:
+                data = await self.loop.sock_recv(self.sock, 1 << 20)
+                if not data:
+                    break
+                self._feed(data)
+            assert self.protocol.close_rcvd is not None, "no close frame before EOF"
+            return self.protocol.close_rcvd.code
+        return await asyncio.wait_for(_read(), timeout)
+
+    def texts(self) -> list[dict[str, Any]]:
+        return [json.loads(bytes(f.data)) for f in self.frames if f.opcode is Opcode.TEXT]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class RssSampler:
+    """Peak RSS of a process, sampled every 20 ms from a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.baseline = self.peak = self.process.memory_info().rss
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._halt.wait(0.02):  # sampling period
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._halt.set()
+        self._thread.join(5)
+
+
+def _slow_closes(gw: Gateway) -> float:
+    match = re.search(r"^roomcast_slow_consumer_closes_total (\S+)$", gw.get("/metrics"), re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def test_a_client_that_stops_reading_is_closed_with_1013_and_stalls_nobody(
+        stack: Stack, unique_id: Callable[[], int]) -> None:
+    gw = stack.gateways[0]
+    assert gw.process is not None
+    room = f"channel:{unique_id()}"
+    slow_user = unique_id()
+    db = redis.Redis.from_url(stack.redis_url)
+    writer, wdb = direct_writer(stack.redis_url, ROOM_HISTORY_SIZE=HISTORY)
+    try:
+        slow = await StalledClient.open(gw.url, make_token(slow_user, "slow"))
+        await slow.read_until(lambda f: f["type"] == "connected")
+        await slow.send_json({"type": "join_room", "room": room, "ref": 1})
+        await slow.read_until(lambda f: f.get("ref") == 1)
+        join_point = next(f for f in slow.texts() if f.get("ref") == 1)["data"]["last_id"]
+        fast = await connect(gw.url, unique_id())
+        fast_point = (await fast.join(room))["data"]["last_id"]
+        closes_before = _slow_closes(gw)
+
+        def flood() -> list[str]:
+            ids = []
+            for n in range(EVENTS):
+                ids.append(writer.append_event(room, message_event(room, n, EVENT_SIZE),
+                                               uuid.uuid4().hex).id)
+            return ids
+
+        started = time.monotonic()
+        with RssSampler(gw.process.pid) as rss:
+            published = await asyncio.to_thread(flood)
+            await eventually(lambda: _slow_closes(gw) > closes_before, timeout=30,
+                             what="the slow consumer closed")
+            # the slow client reads at last: every frame buffered for it, then the close
+            code = await slow.drain_to_close()
+            got = await fast.wait_events(room, EVENTS, type_="message", timeout=60)
+        took = time.monotonic() - started
+        growth = rss.peak - rss.baseline
+        print(f"\nslow consumer: {EVENTS} x {EVENT_SIZE} B events in {took:.1f} s; gateway RSS "
+              f"{rss.baseline / 2**20:.0f} MB -> peak {rss.peak / 2**20:.0f} MB "
+              f"(+{growth / 2**20:.1f} MB, bound {RSS_GROWTH_BOUND / 2**20:.0f} MB)")
+        assert code == 1013
+        assert growth < RSS_GROWTH_BOUND
+
+        # the other member got every event, once, in order
+        history = history_ids(db, room)
+        assert [f["id"] for f in fast.events(room)] == [
+            i for i in history if id_key(i) > id_key(fast_point)]
+        assert [f["id"] for f in got][-1] == published[-1]
+
+        # the slow one got an in-order prefix, was closed long before the end, and resumes
+        seen = [f["id"] for f in slow.texts() if "id" in f and f.get("room") == room]
+        after_join = [i for i in history if id_key(i) > id_key(join_point)]
+        assert seen == after_join[:len(seen)]
+        assert len(seen) < EVENTS // 2, f"closed only after {len(seen)} events"
+        slow.close()
+        print(f"slow consumer read {len(seen)} events before the 1013 close frame")
+
+        with RssSampler(gw.process.pid) as resume_rss:
+            again = await connect(gw.url, slow_user)
+            reply = await again.join(room, since=seen[-1])
+            assert reply["data"]["recovered"] is True, reply
+            missed = [i for i in history_ids(db, room) if id_key(i) > id_key(seen[-1])]
+            assert reply["data"]["replayed"] == len(missed)
+            replayed = await again.wait_events(room, len(missed), timeout=60)
+        # (its own user_joined follows live: the slow connection's close had left the room)
+        assert [f["id"] for f in replayed][:len(missed)] == missed
+        assert seen + missed == after_join
+        print(f"resume replayed {len(missed)} events; gateway RSS peak during the replay "
+              f"+{(resume_rss.peak - resume_rss.baseline) / 2**20:.1f} MB")
+        await again.close()
+        await fast.close()
+    finally:
+        db.close()
+        wdb.close()
