@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.environ.setdefault("dramatiq_worker_timeout", "100")
         # Dramatiq prefetches 2 x threads jobs per queue; our jobs take a millisecond,
         # so a deeper prefetch keeps the threads busy under load.
-        os.environ.setdefault("dramatiq_queue_prefetch", "256")
+        os.environ.setdefault("dramatiq_queue_prefetch", "32")
         argv_worker = [sys.executable, "-m", "dramatiq", "workers.actors",
                        "--processes", str(args.processes), "--threads", str(args.threads)]
         os.execv(sys.executable, argv_worker)

@@ -3,6 +3,12 @@ that drains it. Nothing here waits on another client: the fan-out path only
 calls `push_event`, which never blocks and closes this one connection with
 1013 when its queue is full.
 
+Frames are complete WebSocket frames (`shared.codec.ws_text_frame`): a room
+event's frame is built once per gateway and the same bytes go to every member.
+While the queue is empty and the socket is under its high-water mark a frame is
+written at once; otherwise it waits in the queue and the writer task joins
+everything queued into one write when the socket drains.
+
 The bound counts live frames and direct replies. The replay of a resumed join
 is queued as one item: it is already in memory, bounded by ROOM_HISTORY_SIZE,
 and counting its frames would close a client for asking to resume a history
@@ -12,6 +18,7 @@ closed with 1013 once the live events queued behind it pass the bound."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import time
 import uuid
@@ -21,9 +28,11 @@ from starlette.websockets import WebSocket
 
 from gateway.auth import Principal
 from gateway.close_codes import CloseCode
-from gateway.ws_protocol import FORCE_CLOSE_EXTENSION
+from gateway.ws_protocol import FORCE_CLOSE_EXTENSION, FRAME_WRITER_EXTENSION, FrameWriter
+from shared.codec import ws_frame_payload, ws_text_frame
 
 IdKey = tuple[int, int]
+MAX_BATCH_ITEMS = 256  # frames joined into one write when a client lags
 
 
 class State(enum.Enum):
@@ -31,6 +40,17 @@ class State(enum.Enum):
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
+
+
+class _CloseAfterFlush:
+    """Queue marker: write everything before me, then close."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+_Item = bytes | list[bytes] | _CloseAfterFlush
 
 
 class Connection:
@@ -44,13 +64,16 @@ class Connection:
         self.rooms: set[str] = set()
         self.close_code: int | None = None
         self.close_reason = ""
-        # A frame, or the frames of one replay (a single item: see the module doc).
-        self._queue: asyncio.Queue[str | list[str]] = asyncio.Queue(maxsize=queue_max)
+        extensions = websocket.scope.get("extensions") or {}
+        self._direct: FrameWriter | None = extensions.get(FRAME_WRITER_EXTENSION)
+        # A frame, the frames of one replay (a single item: see the module doc), or
+        # the close marker of a flushing close.
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_max)
         # Highest id handed to this client per room: the filter that makes
         # replay + live events arrive once each, in stream order.
         self._last_sent: dict[str, IdKey] = {}
         # Live events held back while a join is reading the room's history.
-        self._held: dict[str, list[tuple[IdKey, str]]] = {}
+        self._held: dict[str, list[tuple[IdKey, bytes]]] = {}
         self._writer: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self.closed = asyncio.Event()
@@ -69,15 +92,39 @@ class Connection:
             delay, self.close, CloseCode.UNAUTHORIZED, "Token expired")
 
     def close(self, code: int, reason: str = "") -> None:
-        """Ask for a close; safe to call from the fan-out path, returns at once."""
+        """Close now, dropping what is queued; safe to call from the fan-out path."""
         if self.state in (State.CLOSING, State.CLOSED):
             return
+        self._begin_close(code, reason)
+        self._send_close(code, reason)
+
+    async def close_after_flush(self, code: int, reason: str, timeout: float) -> None:
+        """Close once every queued frame is written (replies before an abuse close),
+        or after `timeout` when the client does not read them."""
+        if self.state in (State.CLOSING, State.CLOSED):
+            return
+        if self._writer is None or self._writer.done():
+            self.close(code, reason)
+            return
+        self._begin_close(code, reason)
+        try:
+            self._queue.put_nowait(_CloseAfterFlush(code, reason))
+        except asyncio.QueueFull:
+            self._send_close(code, reason)
+            return
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._writer), timeout)
+        self._send_close(code, reason)
+
+    def _begin_close(self, code: int, reason: str) -> None:
         self.state = State.CLOSING
         self.close_code, self.close_reason = code, reason
+
+    def _send_close(self, code: int, reason: str) -> None:
         force = self.websocket.scope.get("extensions", {}).get(FORCE_CLOSE_EXTENSION)
         if force is not None:
             force(int(code), reason)
-        else:  # not under our uvicorn protocol (e.g. a test client): a plain close
+        else:  # not under our uvicorn protocol: a plain ASGI close
             asyncio.get_running_loop().create_task(self._plain_close(code, reason))
         if self._writer is not None:
             self._writer.cancel()
@@ -102,17 +149,22 @@ class Connection:
     # -- outgoing -------------------------------------------------------------------------
     def send(self, frame: str) -> None:
         """Queue a direct reply (kept in order with events)."""
-        self._put(frame)
+        self._put(ws_text_frame(frame.encode()))
 
-    def _put(self, item: str | list[str]) -> None:
+    def _put(self, item: bytes | list[bytes]) -> None:
         if self.state is not State.OPEN:
+            return
+        direct = self._direct
+        if direct is not None and self._queue.empty() and direct.writable:
+            direct.write(item if isinstance(item, bytes) else b"".join(item))
             return
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self.close(CloseCode.TRY_AGAIN_LATER, "Slow consumer")
 
-    def push_event(self, room: str, id_key: IdKey, frame: str) -> None:
+    def push_event(self, room: str, id_key: IdKey, frame: bytes) -> None:
+        """A room event as a complete frame (the same bytes for every member)."""
         if self.state is not State.OPEN:
             return
         held = self._held.get(room)
@@ -122,7 +174,7 @@ class Connection:
         if id_key <= self._last_sent.get(room, (0, 0)):
             return  # already replayed, or older than the join point
         self._last_sent[room] = id_key
-        self.send(frame)
+        self._put(frame)
 
     def hold(self, room: str) -> None:
         """Start buffering live events of `room` (a join is reading history)."""
@@ -132,16 +184,16 @@ class Connection:
         """Send the replay, then the held live events newer than it, then go live."""
         held = self._held.pop(room, [])
         last = max(self._last_sent.get(room, (0, 0)), baseline)
-        frames: list[str] = []
+        frames: list[bytes] = []
         for id_key, frame in replay:
             if id_key > last:
-                frames.append(frame)
+                frames.append(ws_text_frame(frame.encode()))
                 last = id_key
         self._last_sent[room] = last
         if frames:
             self._put(frames)
-        for id_key, frame in held:
-            self.push_event(room, id_key, frame)
+        for id_key, wire in held:
+            self.push_event(room, id_key, wire)
 
     def forget(self, room: str) -> None:
         self._held.pop(room, None)
@@ -151,19 +203,48 @@ class Connection:
     def queued(self) -> int:
         return self._queue.qsize()
 
+    # -- writer ---------------------------------------------------------------------------
+    def _take_batch(self, first: _Item) -> tuple[list[bytes], _CloseAfterFlush | None]:
+        """`first` and whatever else is queued now, up to the close marker."""
+        parts: list[bytes] = []
+        item: _Item = first
+        for _ in range(MAX_BATCH_ITEMS):
+            if isinstance(item, _CloseAfterFlush):
+                return parts, item
+            if isinstance(item, bytes):
+                parts.append(item)
+            else:
+                parts.extend(item)
+            if self._queue.empty():
+                break
+            item = self._queue.get_nowait()
+        return parts, None
+
     async def _write_loop(self) -> None:
-        send = self.websocket.send
-        queue = self._queue
         try:
+            if self._direct is None:
+                await self._write_loop_asgi()
+                return
+            direct = self._direct
             while True:
-                item = await queue.get()
-                if isinstance(item, str):
-                    message: Any = {"type": "websocket.send", "text": item}
-                    await send(message)
-                    continue
-                for frame in item:  # a replay, written in order before later items
-                    await send({"type": "websocket.send", "text": frame})
+                parts, close = self._take_batch(await self._queue.get())
+                if parts:
+                    await direct.wait_writable()
+                    direct.write(b"".join(parts))
+                if close is not None or not direct.open:
+                    return
         except asyncio.CancelledError:
             raise
         except Exception:  # the socket went away; the receive loop sees the disconnect
             self.state = State.CLOSING
+
+    async def _write_loop_asgi(self) -> None:
+        """The same through plain ASGI sends, for servers without our protocol."""
+        send = self.websocket.send
+        while True:
+            parts, close = self._take_batch(await self._queue.get())
+            for frame in parts:
+                message: Any = {"type": "websocket.send", "text": ws_frame_payload(frame)}
+                await send(message)
+            if close is not None:
+                return

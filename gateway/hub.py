@@ -51,8 +51,8 @@ class Hub:
     def rooms(self) -> list[str]:
         return list(self._rooms)
 
-    def deliver(self, room: str, id_key: tuple[int, int], frame: str) -> int:
-        """Hand the same encoded frame to every member's queue; never waits."""
+    def deliver(self, room: str, id_key: tuple[int, int], frame: bytes) -> int:
+        """Hand the same encoded frame to every member; never waits."""
         members = self._rooms.get(room)
         if not members:
             return 0

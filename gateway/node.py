@@ -42,7 +42,6 @@ from workers.broker import build_broker
 log = logging.getLogger("roomcast.node")
 
 READY_HEARTBEATS = 3  # own heartbeat must come back through every shard within this
-JANITOR_IDLE_MS = 86_400_000
 JANITOR_EVERY_HEARTBEATS = 20
 
 
@@ -234,7 +233,7 @@ class Node:
         members = self.hub.members(entry.room)
         if not members:
             return
-        delivered = self.hub.deliver(entry.room, id_key, entry.frame())
+        delivered = self.hub.deliver(entry.room, id_key, entry.wire_frame())
         self.metrics.frames_out.inc(delivered)
         self.metrics.fanout_latency.observe(max(0.0, time.time() - id_key[0] / 1000))
 
@@ -324,6 +323,19 @@ class Node:
                 return consumer.last_id[shard]
         return "0-0"
 
+    async def _abandoned(self, stream: str, name: str, group: dict[str, Any]) -> bool:
+        limit_ms = self.settings.GATEWAY_JANITOR_IDLE * 1000
+        consumers = await self.redis.xinfo_consumers(stream, name)
+        if consumers:
+            return min(int(c.get("idle", 0)) for c in consumers) > limit_ms
+        # No consumer: a gateway that died before its first read, or one starting
+        # right now. Judge by the time of the last entry the group was given; "0-0"
+        # (made on an empty stream) says nothing, so such a group is left alone.
+        delivered = parse_stream_id(_text(group.get("last-delivered-id")))
+        if delivered is None or delivered[0] == 0:
+            return False
+        return time.time() * 1000 - delivered[0] > limit_ms
+
     async def _janitor(self) -> None:
         """Destroy groups of instances that have been gone for a day."""
         mine = keys.gateway_group(self.instance_id)
@@ -333,10 +345,7 @@ class Node:
                 name = _text(group.get("name"))
                 if name == mine or not name.startswith("gw:"):
                     continue
-                consumers = await self.redis.xinfo_consumers(stream, name)
-                idle = min((int(c.get("idle", 0)) for c in consumers), default=None)
-                # a group with no consumer yet may belong to a gateway that is starting
-                if idle is not None and idle > JANITOR_IDLE_MS:
+                if await self._abandoned(stream, name, group):
                     await self.redis.xgroup_destroy(stream, name)
                     log.info("janitor removed idle group", extra={"group": name,
                                                                   "shard": shard})

@@ -9,7 +9,6 @@ address and a reason; a token is never part of a record.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -35,7 +34,6 @@ _PEER_GONE = (WebSocketDisconnect, OSError, RuntimeError)
 # writer; they are let out first, for at most this long, so the client sees the
 # errors that led to the close. A slow consumer's close never waits.
 DRAIN_BEFORE_CLOSE_SECONDS = 1.0
-_DRAIN_POLL_SECONDS = 0.005
 
 
 def _client_addr(websocket: WebSocket) -> str:
@@ -142,8 +140,8 @@ async def _serve(node: Node, websocket: WebSocket, principal: Principal) -> None
             log.warning("abuse close", extra={"user_id": principal.user_id,
                                               "connection_id": conn.id, "code": int(exc.code),
                                               "reason": exc.reason, "remote": remote})
-        await _drain(conn)
-        conn.close(exc.code, exc.reason)
+        # replies queued before the close (the 100th rate-limit error) go first
+        await conn.close_after_flush(exc.code, exc.reason, DRAIN_BEFORE_CLOSE_SECONDS)
     except Exception:
         log.exception("connection failed", extra={"connection_id": conn.id})
         conn.close(CloseCode.INTERNAL_ERROR, "Internal error")
@@ -160,15 +158,3 @@ async def _serve(node: Node, websocket: WebSocket, principal: Principal) -> None
         log.info("disconnect", extra={"user_id": principal.user_id, "connection_id": conn.id,
                                       "code": conn.close_code,
                                       "duration_s": round(time.monotonic() - started, 3)})
-
-
-async def _drain(conn: Connection) -> None:
-    """Wait, bounded, until the writer has handed every queued reply to the socket.
-
-    Polled: Connection offers no "queue drained" event (a `close(..., flush=True)`
-    there, queueing the close behind the frames, would make this wait unnecessary).
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DRAIN_BEFORE_CLOSE_SECONDS
-    while conn.queued and conn.state is State.OPEN and loop.time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(_DRAIN_POLL_SECONDS)

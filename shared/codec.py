@@ -8,6 +8,7 @@ however many members receive it.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +62,10 @@ class ShardEntry:
     def frame(self) -> str:
         return frame_from_entry(self.encoded, self.id)
 
+    def wire_frame(self) -> bytes:
+        """The event as a complete WebSocket frame, ready for every member's socket."""
+        return ws_text_frame(self.encoded[:-1] + b',"id":"' + self.id.encode() + b'"}')
+
     @classmethod
     def from_fields(cls, entry_id: bytes | str, fields: dict[bytes, bytes]) -> ShardEntry:
         id_text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -98,3 +103,23 @@ def parse_stream_id(text: str) -> tuple[int, int] | None:
     if parsed[0] > MAX_ID_PART or parsed[1] > MAX_ID_PART:
         return None  # Redis ids are two unsigned 64-bit numbers
     return parsed
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """A complete, unmasked, final WebSocket text frame (RFC 6455 §5.2) around
+    `payload`, so one event's frame is built once and written to every member."""
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 65536:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
+
+
+def ws_frame_payload(frame: bytes) -> str:
+    """The text inside a frame made by `ws_text_frame`."""
+    marker = frame[1] & 0x7F
+    start = 2 if marker < 126 else (4 if marker == 126 else 10)
+    return frame[start:].decode()

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
 
     # Not in the public contract: the API key guarding POST /api/v1/events (unset = route off).
     EVENTS_API_KEY: str | None = None
+    # Not in the public contract: how long (s) another instance's consumer groups may sit
+    # idle before a gateway's janitor destroys them (SPEC: a day).
+    GATEWAY_JANITOR_IDLE: float = Field(default=86_400, gt=0)
 
     @field_validator("JWT_ALGORITHMS", mode="before")
     @classmethod

@@ -583,13 +583,9 @@ async def _run_rate_limited(case: RateLimited, url: str, uid: int) -> None:
             await client.close()
 
 
-# Known bugs outside the code this suite's author may change: the case stays in the
-# table, expected to fail until the fix lands (strict: an unexpected pass fails too).
-KNOWN_BUGS = {
-    case_id: "gateway/ws_protocol.py: the 414/431 the websockets parser prepares is never "
-             "written; the client hangs until its own timeout"
-    for case_id in ("token-over-8kib-in-query", "token-over-8kib-in-header")
-}
+# Known bugs: a case stays in the table, expected to fail until its fix lands
+# (strict: an unexpected pass fails too). None at the moment.
+KNOWN_BUGS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("case", [

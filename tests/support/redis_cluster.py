@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -28,7 +29,7 @@ def _redis_cli(server_binary: str) -> str:
 def running_cluster(nodes: int = 3) -> Iterator[str]:
     binary = find_redis_server()
     workdir = Path(tempfile.mkdtemp(prefix="rc-cluster-"))
-    ports = [free_port() for _ in range(nodes)]
+    ports = [_cluster_port() for _ in range(nodes)]
     processes = []
     try:
         for port in ports:
@@ -51,6 +52,20 @@ def running_cluster(nodes: int = 3) -> Iterator[str]:
             process.kill()
             process.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is a valid, free port too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
 
 
 def _wait_ping(port: int, timeout: float = 10) -> None:
