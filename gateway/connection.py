@@ -74,6 +74,8 @@ class Connection:
         self._last_sent: dict[str, IdKey] = {}
         # Live events held back while a join is reading the room's history.
         self._held: dict[str, list[tuple[IdKey, bytes]]] = {}
+        # Live frames of the current read batch, written in one go by `flush_batch`.
+        self._batch: list[bytes] = []
         self._writer: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self.closed = asyncio.Event()
@@ -163,18 +165,33 @@ class Connection:
         except asyncio.QueueFull:
             self.close(CloseCode.TRY_AGAIN_LATER, "Slow consumer")
 
-    def push_event(self, room: str, id_key: IdKey, frame: bytes) -> None:
-        """A room event as a complete frame (the same bytes for every member)."""
+    def push_event(self, room: str, id_key: IdKey, frame: bytes) -> bool:
+        """A room event as a complete frame (the same bytes for every member), kept
+        for `flush_batch`. Returns True when this call started a batch."""
         if self.state is not State.OPEN:
-            return
+            return False
         held = self._held.get(room)
         if held is not None:
             held.append((id_key, frame))
-            return
+            return False
         if id_key <= self._last_sent.get(room, (0, 0)):
-            return  # already replayed, or older than the join point
+            return False  # already replayed, or older than the join point
         self._last_sent[room] = id_key
-        self._put(frame)
+        self._batch.append(frame)
+        return len(self._batch) == 1
+
+    def flush_batch(self) -> None:
+        """Write the frames gathered from one read: one write while the socket keeps
+        up; frame by frame into the bounded queue when it lags."""
+        frames, self._batch = self._batch, []
+        if not frames or self.state is not State.OPEN:
+            return
+        direct = self._direct
+        if direct is not None and self._queue.empty() and direct.writable:
+            direct.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            return
+        for frame in frames:  # each counts against WS_SEND_QUEUE_MAX
+            self._put(frame)
 
     def hold(self, room: str) -> None:
         """Start buffering live events of `room` (a join is reading history)."""
@@ -194,6 +211,7 @@ class Connection:
             self._put(frames)
         for id_key, wire in held:
             self.push_event(room, id_key, wire)
+        self.flush_batch()
 
     def forget(self, room: str) -> None:
         self._held.pop(room, None)

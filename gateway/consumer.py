@@ -63,7 +63,8 @@ def _parse(raw_id: bytes | str, fields: dict[bytes, bytes]) -> ShardEntry | None
 class ShardConsumer:
     def __init__(self, client: aioredis.Redis, instance_id: str, shards: Sequence[int],
                  on_entry: Callable[[int, ShardEntry], None],
-                 on_gap: Callable[[int], Awaitable[None]]) -> None:
+                 on_gap: Callable[[int], Awaitable[None]],
+                 on_flush: Callable[[], None] = lambda: None) -> None:
         self._redis = client
         self._group = keys.gateway_group(instance_id)
         self._consumer = instance_id
@@ -72,6 +73,9 @@ class ShardConsumer:
         self._shard_by_stream = {stream: shard for shard, stream in self._streams.items()}
         self._on_entry = on_entry
         self._on_gap = on_gap
+        # Called after each run of entries, before anything else may run: what
+        # on_entry gathered is written before the reader yields or reports a gap.
+        self._on_flush = on_flush
         self.last_id: dict[int, str] = {}
         self.last_seq: dict[int, int] = {}
         self.healthy = False
@@ -209,7 +213,9 @@ class ShardConsumer:
             self._on_entry(shard, entry)
             self.last_id[shard] = entry.id
             if n % YIELD_EVERY == 0:
+                self._on_flush()
                 await asyncio.sleep(0)  # let the writers drain between chunks
+        self._on_flush()
         return ids
 
     async def _fill_from_pending(self, shard: int, stream: str,
@@ -247,6 +253,7 @@ class ShardConsumer:
         previous = self.last_seq.get(shard)
         self.last_seq[shard] = seq
         if previous is not None and seq != previous + 1:
+            self._on_flush()  # events before the gap go out before its resync
             log.warning("gap in shard stream", extra={"shard": shard, "expected": previous + 1,
                                                        "got": seq})
             await self._on_gap(shard)

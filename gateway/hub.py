@@ -15,6 +15,7 @@ class Hub:
         self._rooms: dict[str, set[Connection]] = defaultdict(set)
         self._users: dict[int, set[Connection]] = defaultdict(set)
         self.connections: set[Connection] = set()
+        self._batched: list[Connection] = []  # members holding frames of this read
 
     def add_connection(self, conn: Connection) -> None:
         self.connections.add(conn)
@@ -52,10 +53,21 @@ class Hub:
         return list(self._rooms)
 
     def deliver(self, room: str, id_key: tuple[int, int], frame: bytes) -> int:
-        """Hand the same encoded frame to every member; never waits."""
+        """Hand the same encoded frame to every member; never waits. Frames are
+        gathered per connection until `flush`, so a read of many entries costs each
+        member one socket write, not one per entry."""
         members = self._rooms.get(room)
         if not members:
             return 0
-        for conn in list(members):
-            conn.push_event(room, id_key, frame)
+        batched = self._batched
+        for conn in members:
+            if conn.push_event(room, id_key, frame):
+                batched.append(conn)
         return len(members)
+
+    def flush(self) -> None:
+        """Write what `deliver` gathered; called after each read (and before any
+        other frame could overtake the gathered ones)."""
+        batched, self._batched = self._batched, []
+        for conn in batched:
+            conn.flush_batch()

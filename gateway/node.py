@@ -64,7 +64,7 @@ class Node:
         # shards live in different slots, so each gets a reader of its own.
         groups = [[s] for s in self.shards] if settings.REDIS_CLUSTER else [self.shards]
         self.consumers = [ShardConsumer(self.redis, instance_id, shards, self._on_entry,
-                                        self._on_gap) for shards in groups]
+                                        self._on_gap, self.hub.flush) for shards in groups]
         self.sweeper = PresenceSweeper(self.redis, instance_id, settings.WS_HEARTBEAT_INTERVAL,
                                        self._publish_left)
         self.accepting = False

@@ -240,7 +240,9 @@ async def test_since_in_the_future_is_not_recovered(
     assert reply["data"]["last_id"] == history[-1]
     _publish(backend, room, 1, start=2)
     await client.wait_events(room, 1, type_="message")
-    # live from the join point on: its own user_joined, then the new message
+    await client.wait_events(room, 1, type_="user_joined")
+    # live from the join point on: its own user_joined and the new message, in
+    # stream order (the worker may append the message before the gateway's user_joined)
     assert _ids(client.events(room)) == _after(history_ids(db, room), history[-1])
     await _still_serves(client)
     await client.close()
@@ -311,12 +313,12 @@ async def test_room_without_events_resumes_from_zero(
     _publish(backend, room, 3)
     await eventually(lambda: len(history_ids(db, room)) >= 2 + 3,
                      what="user_joined, user_left and 3 messages")
+    history = history_ids(db, room)  # before the join: it adds its own user_joined
     full = await connect(stack.gateways[1].url, user)
     reply = await _joined(full, room, since="0-0")
-    history = history_ids(db, room)
     assert reply["data"] == {"last_id": history[-1], "recovered": True,
                              "replayed": len(history)}
-    assert _ids(await full.wait_events(room, len(history))) == history
+    assert _ids(await full.wait_events(room, len(history)))[:len(history)] == history
     await full.close()
 
 
