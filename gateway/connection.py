@@ -50,7 +50,16 @@ class _CloseAfterFlush:
         self.reason = reason
 
 
-_Item = bytes | list[bytes] | _CloseAfterFlush
+class _Replay:
+    """Queue item: the frames of one resumed join, encoded and written in chunks as
+    the socket drains, so a long replay never sits in memory twice."""
+
+    def __init__(self, frames: list[str]) -> None:
+        self.frames = frames
+
+
+_Item = bytes | _Replay | _CloseAfterFlush
+REPLAY_CHUNK = 64  # replay frames per write
 
 
 class Connection:
@@ -66,8 +75,8 @@ class Connection:
         self.close_reason = ""
         extensions = websocket.scope.get("extensions") or {}
         self._direct: FrameWriter | None = extensions.get(FRAME_WRITER_EXTENSION)
-        # A frame, the frames of one replay (a single item: see the module doc), or
-        # the close marker of a flushing close.
+        # A frame, a replay (a single item: see the module doc), or the close marker
+        # of a flushing close.
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_max)
         # Highest id handed to this client per room: the filter that makes
         # replay + live events arrive once each, in stream order.
@@ -153,12 +162,13 @@ class Connection:
         """Queue a direct reply (kept in order with events)."""
         self._put(ws_text_frame(frame.encode()))
 
-    def _put(self, item: bytes | list[bytes]) -> None:
+    def _put(self, item: bytes | _Replay) -> None:
         if self.state is not State.OPEN:
             return
         direct = self._direct
-        if direct is not None and self._queue.empty() and direct.writable:
-            direct.write(item if isinstance(item, bytes) else b"".join(item))
+        if (isinstance(item, bytes) and direct is not None and self._queue.empty()
+                and direct.writable):
+            direct.write(item)
             return
         try:
             self._queue.put_nowait(item)
@@ -201,14 +211,14 @@ class Connection:
         """Send the replay, then the held live events newer than it, then go live."""
         held = self._held.pop(room, [])
         last = max(self._last_sent.get(room, (0, 0)), baseline)
-        frames: list[bytes] = []
+        frames: list[str] = []
         for id_key, frame in replay:
             if id_key > last:
-                frames.append(ws_text_frame(frame.encode()))
+                frames.append(frame)
                 last = id_key
         self._last_sent[room] = last
         if frames:
-            self._put(frames)
+            self._put(_Replay(frames))
         for id_key, wire in held:
             self.push_event(room, id_key, wire)
         self.flush_batch()
@@ -222,17 +232,15 @@ class Connection:
         return self._queue.qsize()
 
     # -- writer ---------------------------------------------------------------------------
-    def _take_batch(self, first: _Item) -> tuple[list[bytes], _CloseAfterFlush | None]:
-        """`first` and whatever else is queued now, up to the close marker."""
+    def _take_batch(self, first: _Item) -> tuple[list[bytes], _Replay | _CloseAfterFlush | None]:
+        """`first` and the frames queued right behind it, up to a replay or close marker
+        (returned apart: it is handled after the frames before it are written)."""
         parts: list[bytes] = []
         item: _Item = first
         for _ in range(MAX_BATCH_ITEMS):
-            if isinstance(item, _CloseAfterFlush):
+            if not isinstance(item, bytes):
                 return parts, item
-            if isinstance(item, bytes):
-                parts.append(item)
-            else:
-                parts.extend(item)
+            parts.append(item)
             if self._queue.empty():
                 break
             item = self._queue.get_nowait()
@@ -245,11 +253,16 @@ class Connection:
                 return
             direct = self._direct
             while True:
-                parts, close = self._take_batch(await self._queue.get())
+                parts, marker = self._take_batch(await self._queue.get())
                 if parts:
                     await direct.wait_writable()
                     direct.write(b"".join(parts))
-                if close is not None or not direct.open:
+                if isinstance(marker, _Replay):
+                    for start in range(0, len(marker.frames), REPLAY_CHUNK):
+                        chunk = marker.frames[start:start + REPLAY_CHUNK]
+                        await direct.wait_writable()
+                        direct.write(b"".join(ws_text_frame(f.encode()) for f in chunk))
+                if isinstance(marker, _CloseAfterFlush) or not direct.open:
                     return
         except asyncio.CancelledError:
             raise
@@ -260,9 +273,12 @@ class Connection:
         """The same through plain ASGI sends, for servers without our protocol."""
         send = self.websocket.send
         while True:
-            parts, close = self._take_batch(await self._queue.get())
-            for frame in parts:
-                message: Any = {"type": "websocket.send", "text": ws_frame_payload(frame)}
+            parts, marker = self._take_batch(await self._queue.get())
+            texts = [ws_frame_payload(frame) for frame in parts]
+            if isinstance(marker, _Replay):
+                texts.extend(marker.frames)
+            for text in texts:
+                message: Any = {"type": "websocket.send", "text": text}
                 await send(message)
-            if close is not None:
+            if isinstance(marker, _CloseAfterFlush):
                 return
