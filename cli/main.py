@@ -97,9 +97,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"roomcast: bad setting {exc}", file=sys.stderr)
             raise SystemExit(2) from None
     elif command == "worker":
-        # An idle Dramatiq worker polls its queue every `dramatiq_worker_timeout` ms
-        # (default 1000): 100 keeps a revoke or a chat message well inside 1 s.
-        os.environ.setdefault("dramatiq_worker_timeout", "100")
+        # Dramatiq's Redis consumer has no blocking pop: an idle worker polls with a
+        # backoff capped at `dramatiq_worker_timeout` ms (default 1000, which adds up
+        # to a second to an event on a quiet system). 20 ms caps that wait for about
+        # 50 tiny Lua calls a second per idle worker process.
+        os.environ.setdefault("dramatiq_worker_timeout", "20")
         # Dramatiq prefetches 2 x threads jobs per queue; our jobs take a millisecond,
         # so a deeper prefetch keeps the threads busy under load.
         os.environ.setdefault("dramatiq_queue_prefetch", "32")
