@@ -49,3 +49,11 @@ def stack(redis_server: RedisUnderTest) -> Iterator[Stack]:
     s.add_gateway()
     yield s
     s.stop()
+
+
+@pytest.fixture
+def db(stack: Stack) -> Iterator[redis.Redis]:
+    """A client of the Redis behind this module's `stack` (modules may define their own)."""
+    client = redis.Redis.from_url(stack.redis_url)
+    yield client
+    client.close()

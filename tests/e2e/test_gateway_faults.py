@@ -44,13 +44,6 @@ def stack(redis_server: RedisUnderTest) -> Iterator[Stack]:
         yield s
 
 
-@pytest.fixture
-def db(stack: Stack) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack.redis_url)
-    yield client
-    client.close()
-
-
 def _group(gw: Gateway) -> str:
     return keys.gateway_group(gw.instance_id)
 

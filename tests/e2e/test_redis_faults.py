@@ -59,13 +59,6 @@ def stack(redis_server: RedisUnderTest) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def db(stack: Stack) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack.redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def backend(stack: Stack) -> Iterator[Backend]:
     b = Backend(build_broker(Settings(REDIS_URL=stack.redis_url, JWT_SECRET=JWT_SECRET,
                                       STREAM_SHARDS=SHARDS)))

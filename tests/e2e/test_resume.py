@@ -79,13 +79,6 @@ def backend(stack: Stack) -> Iterator[Backend]:
     b.broker.close()
 
 
-@pytest.fixture
-def db(stack: Stack) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack.redis_url)
-    yield client
-    client.close()
-
-
 def _publish(backend: Backend, room: str, count: int, start: int = 0) -> list[str]:
     return [backend.message(room, message_id=f"m{start + i}", content=f"c{start + i}",
                             user_id=1) for i in range(count)]
