@@ -89,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     settings = _settings()
     if command == "gateway":
+        # The handshake parser refuses request lines and headers over its limit with
+        # 414/431 before the app sees them (8 KiB by default). Twice that lets a token
+        # over our 8 KiB limit reach the auth check and get the 4401 the protocol
+        # promises; it must be set before websockets is imported.
+        os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", "16384")
         from cli.serve import run_gateway
 
         try:

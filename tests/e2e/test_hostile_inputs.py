@@ -232,13 +232,19 @@ CASES: list[Case] = [
               token=lambda uid: _remember(forge(
                   {"alg": "HS256"}, f'{{"sub":"{uid}","exp":{"9" * 5000}}}',
                   key=JWT_SECRET.encode()))),
-    # A request line or header over 8 KiB never reaches the app: the HTTP parser
-    # refuses it (414 / 431), so a token over 8 KiB gets that instead of 4401.
-    Handshake("token-over-8kib-in-query", HttpRefused((414,)),
+    # A token over 8 KiB is refused before it is decoded, with the usual 4401; a
+    # request line or header over 16 KiB never reaches the app: the HTTP parser
+    # refuses it (414 / 431).
+    Handshake("token-over-8kib-in-query", Closed(4401, AUTH_FAILED),
               token=lambda uid: _remember(make_token(uid, "x" * 9000))),
-    Handshake("token-over-8kib-in-header", HttpRefused((431,)),
+    Handshake("token-over-8kib-in-header", Closed(4401, AUTH_FAILED),
               headers=lambda uid: {"Authorization": "Bearer "
                                    + _remember(make_token(uid, "x" * 9000))}),
+    Handshake("request-line-over-16kib", HttpRefused((414,)),
+              token=lambda uid: _remember(make_token(uid, "x" * 20000))),
+    Handshake("header-over-16kib", HttpRefused((431,)),
+              headers=lambda uid: {"Authorization": "Bearer "
+                                   + _remember(make_token(uid, "x" * 20000))}),
     Handshake("repeated-token-param", Closed(4401, AUTH_FAILED),
               query=lambda uid: f"token={_valid(uid)}&token={_valid(uid)}"),
     Handshake("basic-auth-header", Closed(4401, AUTH_FAILED),
