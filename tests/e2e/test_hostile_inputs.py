@@ -6,8 +6,6 @@ after which the connection must still answer a ping). Through the whole run two
 bystanders, one on each gateway, sit in a room while events are published
 into it; the last test checks they received every one, once, in the same
 stream order, and that no gateway logged an error, a traceback or any token.
-Cases that fail because of a known bug outside the gateway's security code
-stay in the table as strict xfails (KNOWN_BUGS), so they turn red once fixed.
 
 Limits are small (3 rooms, 64 KiB frames, 50-character messages) and the rate
 limit is 0.5 frame/s with a burst of 10, so a connection owns a deterministic
@@ -589,14 +587,7 @@ async def _run_rate_limited(case: RateLimited, url: str, uid: int) -> None:
             await client.close()
 
 
-# Known bugs: a case stays in the table, expected to fail until its fix lands
-# (strict: an unexpected pass fails too). None at the moment.
-KNOWN_BUGS: dict[str, str] = {}
-
-
-@pytest.mark.parametrize("case", [
-    pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=KNOWN_BUGS[c.id], strict=True)]
-                 if c.id in KNOWN_BUGS else []) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 async def test_hostile_input(case: Case, hostile_stack: Stack, bystanders: Bystanders) -> None:
     index = CASES.index(case)
     url = hostile_stack.gateways[index % len(hostile_stack.gateways)].url
