@@ -2,7 +2,7 @@
 
 import sys
 
-from cli.main import main
+from roomcast.cli.main import main
 
 if __name__ == "__main__":
     main(["gateway", *sys.argv[1:]])

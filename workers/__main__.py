@@ -1,6 +1,6 @@
 """`python -m workers`: the Dramatiq worker for workers.actors."""
 
-from cli.main import main
+from roomcast.cli.main import main
 
 if __name__ == "__main__":
     main(["worker"])

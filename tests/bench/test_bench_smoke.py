@@ -19,7 +19,7 @@ def test_short_run_reports_every_figure_and_loses_nothing(tmp_path: Path) -> Non
     out = tmp_path / "report.json"
     png = tmp_path / "chart.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.main", "--clients", str(CLIENTS), "--gateways", "1",
+        [sys.executable, "-m", "roomcast.bench.main", "--clients", str(CLIENTS), "--gateways", "1",
          "--duration", "2", "--rate", "50", "--drain", "10", "--out", str(out),
          "--png", str(png), "--quiet"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)

@@ -44,7 +44,7 @@ from typing import Any
 import pytest
 import redis
 
-from client import (
+from roomcast.client import (
     Connected,
     ConnectionState,
     Disconnected,

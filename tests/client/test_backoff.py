@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from client.backoff import Backoff, ceiling, full_jitter
+from roomcast.client.backoff import Backoff, ceiling, full_jitter
 
 
 def test_ceiling_doubles_from_base_until_cap() -> None:

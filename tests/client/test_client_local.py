@@ -20,7 +20,7 @@ import orjson
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from client import (
+from roomcast.client import (
     ClientClosedError,
     ClientEvent,
     Connected,
@@ -36,7 +36,7 @@ from client import (
     RoomLeft,
     TokenProvider,
 )
-from client.terminal import run_terminal
+from roomcast.client.terminal import run_terminal
 
 DEADLINE = 5.0
 E = TypeVar("E", bound=ClientEvent)

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from cli.embedded_redis import free_port
-from client import Connected, Disconnected, Recovered, RoomcastClient
+from roomcast.cli.embedded_redis import free_port
+from roomcast.client import Connected, Disconnected, Recovered, RoomcastClient
 from tests.client.test_client_local import (
     DEADLINE,
     connect_and_join,

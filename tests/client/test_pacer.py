@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client.pacer import Pacer
+from roomcast.client.pacer import Pacer
 
 
 class FakeClock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from client import Disconnected, Recovered, RoomLeft, ServerError
+from roomcast.client import Disconnected, Recovered, RoomLeft, ServerError
 from tests.client.test_client_local import (
     DEADLINE,
     Frame,

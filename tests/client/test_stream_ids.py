@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from client.rooms import RoomTracker
-from client.stream_ids import (
+from roomcast.client.rooms import RoomTracker
+from roomcast.client.stream_ids import (
     InvalidStreamId,
     format_stream_id,
     is_newer,

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from jose import jwt
 
-from cli.embedded_redis import free_port
+from roomcast.cli.embedded_redis import free_port
 from tests.support.gateways import custom_gateway, start_all
 from tests.support.jwt_forge import claims, ec_keypair, forge, rsa_keypair, unsigned
 from tests.support.redis_fixture import RedisUnderTest
@@ -429,7 +429,7 @@ def test_unusable_key_stops_the_gateway_with_one_line(
     env = base_env(redis_server.url)
     env.pop("JWT_SECRET")
     env.update({"JWT_PUBLIC_KEY": rsa_keypair()[1], **overrides})
-    result = subprocess.run([sys.executable, "-m", "cli.main", "gateway", "--port",
+    result = subprocess.run([sys.executable, "-m", "roomcast.cli.main", "gateway", "--port",
                              str(free_port())], env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2, result.stderr

@@ -19,7 +19,7 @@ import redis
 from dramatiq.errors import QueueJoinTimeout
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from cli.embedded_redis import EmbeddedRedis
+from roomcast.cli.embedded_redis import EmbeddedRedis
 from shared import keys
 from shared.rooms import shard_of
 from shared.settings import Settings

@@ -14,12 +14,12 @@ import time
 
 import psutil
 
-from cli.embedded_redis import free_port
+from roomcast.cli.embedded_redis import free_port
 from tests.support.ws import WsClient
 
 
 def _launch_up(ports: list[int], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--ports",
+    return subprocess.Popen([sys.executable, "-m", "roomcast.cli.main", "up", "--ports",
                              ",".join(map(str, ports))], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, start_new_session=True)
 
@@ -60,8 +60,8 @@ async def test_up_runs_the_stack_and_ctrl_c_stops_it() -> None:
             assert (await client.join(room))["type"] == "room_joined"
         publish_env = {**env, "REDIS_URL": redis_url.group(1)}
         await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "cli.main", "publish", "project.updated",
-                             "--room", room, "--data",
+            subprocess.run, [sys.executable, "-m", "roomcast.cli.main", "publish",
+                             "project.updated", "--room", room, "--data",
                              json.dumps({"project_id": 1, "changes": {}})],
             env=publish_env, check=True, timeout=60, capture_output=True)
         got = [(await c.wait_events(room, 1, type_="project.updated"))[0] for c in clients]

@@ -18,7 +18,7 @@ import psutil
 import pytest
 import redis
 
-from cli.embedded_redis import EmbeddedRedis
+from roomcast.cli.embedded_redis import EmbeddedRedis
 from shared import keys
 from shared.settings import Settings
 from tests.support.delivery import (

@@ -59,7 +59,7 @@ def test_both_keys_is_an_error() -> None:
 
 def test_process_stops_at_start_with_one_line() -> None:
     env = {"PATH": "/usr/bin:/bin", "WS_SEND_QUEUE_MAX": "-3", "JWT_SECRET": "x" * 32}
-    result = subprocess.run([sys.executable, "-m", "cli.main", "gateway", "--port", "1"],
+    result = subprocess.run([sys.executable, "-m", "roomcast.cli.main", "gateway", "--port", "1"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -68,7 +68,7 @@ def test_process_stops_at_start_with_one_line() -> None:
 
 def test_gateway_without_a_key_refuses_to_start() -> None:
     env = {"PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "cli.main", "gateway", "--port", "1"],
+    result = subprocess.run([sys.executable, "-m", "roomcast.cli.main", "gateway", "--port", "1"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "JWT_SECRET / JWT_PUBLIC_KEY" in result.stderr.strip().splitlines()[-1]

@@ -169,7 +169,7 @@ class WorkerGroup:
     def start(self) -> WorkerGroup:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "worker", "--processes", "1",
+            [sys.executable, "-m", "roomcast.cli.main", "worker", "--processes", "1",
              "--threads", str(self.threads)],
             env=self.env, stdout=log, stderr=log, start_new_session=True)
         return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from cli.embedded_redis import free_port
+from roomcast.cli.embedded_redis import free_port
 from tests.support.stack import Gateway, Stack
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 from redis.cluster import RedisCluster
 
-from cli.embedded_redis import find_redis_server, free_port
+from roomcast.cli.embedded_redis import find_redis_server, free_port
 
 
 def _redis_cli(server_binary: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from cli.embedded_redis import EmbeddedRedis
+from roomcast.cli.embedded_redis import EmbeddedRedis
 
 
 class RedisUnderTest(Protocol):

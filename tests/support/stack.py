@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cli.embedded_redis import free_port
+from roomcast.cli.embedded_redis import free_port
 
 JWT_SECRET = "test-secret-" + "x" * 40
 
@@ -34,7 +34,7 @@ def base_env(redis_url: str, **overrides: str) -> dict[str, str]:
 
 
 def _roomcast(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", *args]
+    return [sys.executable, "-m", "roomcast.cli.main", *args]
 
 
 @dataclass

@@ -71,19 +71,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     if argv_list[:1] == ["bench"]:
         # the load generator has its own parser; argparse's REMAINDER would
         # refuse options that start with "-"
-        from bench.main import main as bench_main
+        from roomcast.bench.main import main as bench_main
 
         raise SystemExit(bench_main(argv_list[1:]))
     args = _parser().parse_args(argv_list)
     command: str = args.command
     if command == "up":
-        from cli.up import run_up
+        from roomcast.cli.up import run_up
 
         raise SystemExit(run_up([int(p) for p in args.ports.split(",")]))
     if command == "client":
         import asyncio
 
-        from client.terminal import run_terminal
+        from roomcast.client.terminal import run_terminal
 
         asyncio.run(run_terminal(args.url, args.token))
         return
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # over our 8 KiB limit reach the auth check and get the 4401 the protocol
         # promises; it must be set before websockets is imported.
         os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", "16384")
-        from cli.serve import run_gateway
+        from roomcast.cli.serve import run_gateway
 
         try:
             run_gateway(settings, args.host, args.port, args.instance_id)

@@ -81,7 +81,7 @@ def publish(backend: Any, rooms: list[int], rate: float, duration: float,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench.publisher")
+    parser = argparse.ArgumentParser(prog="roomcast.bench.publisher")
     parser.add_argument("--room-base", type=int, required=True)
     parser.add_argument("--rooms", type=int, required=True)
     parser.add_argument("--rate", type=float, default=0.0)

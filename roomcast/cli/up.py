@@ -14,14 +14,14 @@ import sys
 import time
 import urllib.request
 
-from cli.embedded_redis import EmbeddedRedis
+from roomcast.cli.embedded_redis import EmbeddedRedis
 
 DEV_USER_ID = 1
 DEV_USERNAME = "dev"
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=env)
+    return subprocess.Popen([sys.executable, "-m", "roomcast.cli.main", *args], env=env)
 
 
 def _wait_ready(port: int, timeout: float = 30.0) -> bool:
@@ -61,7 +61,7 @@ def run_up(ports: list[int]) -> int:
     try:
         if all(_wait_ready(port) for port in ports):
             token = subprocess.run(
-                [sys.executable, "-m", "cli.main", "token", "--user-id", str(DEV_USER_ID),
+                [sys.executable, "-m", "roomcast.cli.main", "token", "--user-id", str(DEV_USER_ID),
                  "--username", DEV_USERNAME, "--ttl", "86400"],
                 env=env, capture_output=True, text=True, check=False).stdout.strip()
             print(f"roomcast: ACCESS_MODE={env['ACCESS_MODE']}; gateways on "

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.scenario import ScenarioConfig
+from roomcast.bench.scenario import ScenarioConfig
 
 PEER_STACKS = ("sio", "pysio")
 

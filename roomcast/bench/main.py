@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 
 import psutil
 
-from bench.report import comparison_table, human_summary
-from bench.scenario import ScenarioConfig, run_scenario
-from bench.stack import BenchStack, StackConfig
-from bench.stats import summarise
+from roomcast.bench.report import comparison_table, human_summary
+from roomcast.bench.scenario import ScenarioConfig, run_scenario
+from roomcast.bench.stack import BenchStack, StackConfig
+from roomcast.bench.stats import summarise
 
 T = TypeVar("T")
 
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         grant=args.grant)
     peer = None
     if args.compare_peer:
-        from bench.peer import PeerRunner
+        from roomcast.bench.peer import PeerRunner
 
         peer = PeerRunner(Path(args.peer_dir), [s.strip() for s in args.peer_stacks.split(",")
                                                 if s.strip()], cfg, log=lambda t: _log(args, t))
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["comparison"] = comparison_table(ok, peer.results())
         print(result["comparison"], file=sys.stderr)
     if args.png and ok:
-        from bench.chart import write_chart
+        from roomcast.bench.chart import write_chart
 
         try:
             write_chart(args.png, ok, title=_title(cfg))

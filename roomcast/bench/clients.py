@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from bench.publisher import EVENT_TYPE
-from bench.stats import Histogram, Timeline, bucket_of
-from bench.wsclient import WSClientProtocol
+from roomcast.bench.publisher import EVENT_TYPE
+from roomcast.bench.stats import Histogram, Timeline, bucket_of
+from roomcast.bench.wsclient import WSClientProtocol
 
 MAX_ERRORS_KEPT = 20
 RESUME_CODES = frozenset({1006, 1011, 1012, 1013})  # abnormal, error, restart, slow consumer

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.embedded_redis import find_redis_server, free_port
+from roomcast.cli.embedded_redis import find_redis_server, free_port
 
 PR_SET_PDEATHSIG = 1
 STRIPPED_ENV = ("WS_", "JWT_", "REDIS_", "DRAMATIQ_", "ACCESS_MODE", "ENGINE",
@@ -160,7 +160,7 @@ class BenchStack:
     # -- starting ------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], *, roomcast: bool = True) -> Child:
         log_path = self.workdir / f"{name}.log"
-        cmd = [sys.executable, "-m", "cli.main", *argv] if roomcast else argv
+        cmd = [sys.executable, "-m", "roomcast.cli.main", *argv] if roomcast else argv
         with log_path.open("ab") as log:
             process = subprocess.Popen(cmd, env=self.child_env(), stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.clients import ClientState, Fleet
-from bench.procmon import ProcMonitor
-from bench.publisher import room_name
-from bench.stack import BenchStack, _die_with_parent
+from roomcast.bench.clients import ClientState, Fleet
+from roomcast.bench.procmon import ProcMonitor
+from roomcast.bench.publisher import room_name
+from roomcast.bench.stack import BenchStack, _die_with_parent
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_INTERVAL_S = 0.5
@@ -72,7 +72,7 @@ class Publisher:
     @classmethod
     async def start(cls, stack: BenchStack, cfg: ScenarioConfig, room_base: int) -> Publisher:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.publisher", "--room-base", str(room_base),
+            sys.executable, "-m", "roomcast.bench.publisher", "--room-base", str(room_base),
             "--rooms", str(cfg.rooms), "--rate", str(cfg.rate), "--duration", str(cfg.duration),
             "--payload-bytes", str(cfg.payload_bytes),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
