@@ -87,12 +87,16 @@ async def _send_message(node: Node, conn: Connection, action: SendMessage) -> No
     if name not in conn.rooms:
         raise CommandError(ErrorCode.FORBIDDEN, "Forbidden", room=name)
     p = conn.principal
-    key = new_key()
-    event = {"type": "message", "room": name, "sender": p.username, "key": key,
-             "data": {"message_id": key, "content": action.content, "user_id": p.user_id}}
+    key = action.key or new_key()
+    # Scoped to the user: one user's key can never suppress another user's message.
+    event_key = f"u{p.user_id}.{key}"
+    event = {"type": "message", "room": name, "sender": p.username, "key": event_key,
+             "data": {"message_id": event_key, "content": action.content,
+                      "user_id": p.user_id}}
     # Dramatiq's enqueue is a blocking Redis call: keep it off the event loop.
     await asyncio.to_thread(node.backend.publish, event)
-    conn.send(direct_frame("ack", {"key": key}, room=name, ref=action.ref))
+    conn.send(direct_frame("ack", {"key": key, "message_id": event_key}, room=name,
+                           ref=action.ref))
 
 
 def _refresh(node: Node, conn: Connection, token: str, ref: str | int | None) -> None:

@@ -24,6 +24,8 @@ RATE_LIMIT_MESSAGE = "Rate limit exceeded"
 INVALID_ROOM_MESSAGE = "Invalid room format"
 _UINT64_MAX = 2**64 - 1
 _STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+# A client's idempotency key for send_message (SPEC §3): short, from a safe alphabet.
+CLIENT_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # Stands for a `since` that is no stream id: parses as none, so it is never recovered.
 UNRECOVERABLE_SINCE = "invalid"
 
@@ -51,6 +53,7 @@ class SendMessage:
     room: Room
     content: str
     ref: Ref
+    key: str | None = None  # the client's idempotency key, when it sent one
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +200,10 @@ class Session:
         if kind == "leave_room" and room is not None:
             return LeaveRoom(room, ref)
         if kind == "send_message" and room is not None:
-            _only_fields(data, {"content"}, ref)
+            _only_fields(data, {"content", "key"}, ref)
+            key = data.get("key")
+            if key is not None and (not isinstance(key, str) or not CLIENT_KEY.fullmatch(key)):
+                raise FrameError("'data.key' must be 1-64 characters of [A-Za-z0-9_.:-]", ref)
             content = data.get("content")
             if not isinstance(content, str) or not content:
                 raise FrameError("'data.content' must be a non-empty string", ref)
@@ -205,7 +211,7 @@ class Session:
                 raise FrameError("'data.content' must be valid Unicode text", ref)
             if len(content) > self._max_content:
                 raise FrameError(f"'data.content' exceeds {self._max_content} characters", ref)
-            return SendMessage(room, content, ref)
+            return SendMessage(room, content, ref, key)
         if kind == "presence" and room is not None:
             return PresenceQuery(room, ref)
         if kind == "refresh":

@@ -12,6 +12,7 @@ import inspect
 import itertools
 import logging
 import random
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -262,10 +263,14 @@ class RoomcastClient:
         return self._submit("leave_room", room, None, parse_nothing, timeout)
 
     def send_message(
-        self, room: str, content: str, *, timeout: float | None = None
+        self, room: str, content: str, *, key: str | None = None, timeout: float | None = None
     ) -> Request[str]:
-        """Send a chat message; the reply is the event key from the server's `ack`."""
-        return self._submit("send_message", room, {"content": content}, parse_ack_key, timeout)
+        """Send a chat message; the reply is its idempotency key from the server's `ack`.
+
+        Every message carries a key (a fresh one unless `key` is given). A request
+        resent after a reconnect keeps it, so the server publishes the message once."""
+        data = {"content": content, "key": key or uuid.uuid4().hex}
+        return self._submit("send_message", room, data, parse_ack_key, timeout)
 
     def presence(self, room: str, *, timeout: float | None = None) -> Request[list[PresenceUser]]:
         return self._submit("presence", room, None, parse_presence, timeout)

@@ -326,9 +326,12 @@ async def test_requests_made_offline_are_flushed_in_order_after_rejoin() -> None
 
             resent = await peer.expect("send_message")
             assert resent["ref"] == first_try["ref"]
-            assert resent["data"] == {"content": "sent, never answered"}
+            # the resend keeps its idempotency key: the server publishes it once
+            assert resent["data"] == first_try["data"]
+            assert resent["data"]["content"] == "sent, never answered"
             queued = await peer.expect("send_message")
-            assert queued["data"] == {"content": "typed while offline"}
+            assert queued["data"]["content"] == "typed while offline"
+            assert queued["data"]["key"] != resent["data"]["key"]
             ping_frame = await peer.expect("ping")
 
             await peer.reply(resent, "ack", {"key": "k-1"})
@@ -549,7 +552,8 @@ async def test_terminal_client_runs_commands_and_prints_events() -> None:
 
             type_line("send project:1 hello   there")
             sent = await peer.expect("send_message")
-            assert sent["data"] == {"content": "hello   there"}
+            assert sent["data"]["content"] == "hello   there"
+            assert sent["data"]["key"]  # every send carries an idempotency key
             await peer.reply(sent, "ack", {"key": "k-9"})
             assert (await out.next("result"))["result"] == "k-9"
 

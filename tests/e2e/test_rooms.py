@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
+from shared import keys
 from shared.settings import Settings
-from tests.support.stack import Stack
+from tests.support.delivery import eventually
+from tests.support.jobs import jobs_outstanding
+from tests.support.stack import SHARDS, Stack
 from tests.support.tokens import make_token
 from tests.support.ws import WsClient
 from workers.api import Backend
@@ -108,10 +113,40 @@ async def test_send_message_is_acked_and_published_to_the_room(
         message = (await client.wait_events(room, 1, type_="message"))[0]
         assert message["data"]["content"] == "héllo 👋"
         assert message["data"]["user_id"] == alice_id
-        assert message["data"]["message_id"] == ack["data"]["key"]
+        assert message["data"]["message_id"] == ack["data"]["message_id"]
         assert message["sender"] == "alice"
     denied = await bob.request("send_message", f"channel:{unique_id()}", {"content": "x"})
     assert denied["type"] == "error" and denied["data"]["code"] == 4403
+    await alice.close()
+    await bob.close()
+
+
+async def test_send_message_with_the_same_key_publishes_once_per_user(
+        stack: Stack, backend: Backend, db: redis.Redis, unique_id: Callable[[], int]) -> None:
+    """A resend after a reconnect carries the same `data.key`: one message. The key is
+    scoped to the user, so another user's message with the same key still goes out."""
+    room = f"channel:{unique_id()}"
+    alice_id, bob_id = unique_id(), unique_id()
+    for uid in (alice_id, bob_id):
+        backend.grant_access(uid, room)
+    alice = await _connect(stack, 0, alice_id, "alice")
+    await alice.join_when_granted(room)
+    first = await alice.request("send_message", room, {"content": "once", "key": "m-1"})
+    assert first["type"] == "ack" and first["data"]["key"] == "m-1"
+    await alice.close()
+    alice = await _connect(stack, 1, alice_id, "alice")  # reconnect elsewhere, resend
+    await alice.join_when_granted(room)
+    again = await alice.request("send_message", room, {"content": "once", "key": "m-1"})
+    assert again["type"] == "ack" and again["data"]["key"] == "m-1"
+    bob = await _connect(stack, 0, bob_id, "bob")
+    await bob.join_when_granted(room)
+    await bob.request("send_message", room, {"content": "bob's", "key": "m-1"})
+    await eventually(lambda: jobs_outstanding(db) == 0, timeout=20, what="every job done")
+    history = [json.loads(fields[b"e"])
+               for _, fields in db.xrange(keys.room_history(room, SHARDS))]
+    messages = sorted((e["data"]["user_id"], e["data"]["content"]) for e in history
+                      if e["type"] == "message")
+    assert messages == [(alice_id, "once"), (bob_id, "bob's")]
     await alice.close()
     await bob.close()
 

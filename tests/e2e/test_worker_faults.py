@@ -30,6 +30,7 @@ from tests.support.delivery import (
     shard_ids_of_room,
     stack_on,
 )
+from tests.support.jobs import jobs_outstanding
 from tests.support.redis_fixture import RedisUnderTest, running_redis
 from tests.support.stack import JWT_SECRET, Stack
 from workers.api import Backend
@@ -71,9 +72,7 @@ def _message_ids(db: redis.Redis, room: str) -> list[str]:
 
 
 def _queue_drained(db: redis.Redis) -> bool:
-    """No job left anywhere: queued, delayed, or fetched by a live or dead worker."""
-    return sum(int(db.hlen(f"{NAMESPACE}:{name}.msgs"))
-               for name in (QUEUE_NAME, f"{QUEUE_NAME}.DQ")) == 0
+    return jobs_outstanding(db) == 0
 
 
 async def test_the_same_key_published_twice_appends_once(

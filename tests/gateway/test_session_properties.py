@@ -342,6 +342,14 @@ BAD_REQUESTS: list[tuple[str, str | bytes, str]] = [
      + "x" * (MAX_CONTENT + 1) + '"}}', "content"),
     ("content-surrogate", '{"type":"send_message","room":"task:1","data":{"content":"\\ud800"}}',
      "content"),
+    ("key-empty", '{"type":"send_message","room":"task:1","data":{"content":"x","key":""}}',
+     "data.key"),
+    ("key-too-long", '{"type":"send_message","room":"task:1","data":{"content":"x","key":"'
+     + "k" * 65 + '"}}', "data.key"),
+    ("key-bad-alphabet",
+     '{"type":"send_message","room":"task:1","data":{"content":"x","key":"a b"}}', "data.key"),
+    ("key-number", '{"type":"send_message","room":"task:1","data":{"content":"x","key":7}}',
+     "data.key"),
     ("token-missing", '{"type":"refresh"}', "token"),
     ("token-number", '{"type":"refresh","data":{"token":1}}', "token"),
     ("token-surrogate", '{"type":"refresh","data":{"token":"a\\udc00"}}', "token"),
@@ -377,6 +385,10 @@ def test_commands_become_actions() -> None:
     assert session.receive(json.dumps({"type": "send_message", "room": "channel:9",
                                        "data": {"content": content}})) == [
         SendMessage(Room(RoomKind.CHANNEL, 9), content, None)]
+    key = "k" * 60 + "_.:-"
+    assert session.receive(json.dumps({"type": "send_message", "room": "channel:9",
+                                       "data": {"content": "hi", "key": key}})) == [
+        SendMessage(Room(RoomKind.CHANNEL, 9), "hi", None, key)]
     assert session.receive('{"type":"presence","room":"channel:9","ref":2}') == [
         PresenceQuery(Room(RoomKind.CHANNEL, 9), 2)]
     assert session.receive('{"type":"refresh","data":{"token":"t.t.t"},"ref":3}') == [

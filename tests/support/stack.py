@@ -17,6 +17,7 @@ from pathlib import Path
 from roomcast.cli.embedded_redis import free_port
 
 JWT_SECRET = "test-secret-" + "x" * 40
+SHARDS = 4  # STREAM_SHARDS of every test stack
 
 
 def base_env(redis_url: str, **overrides: str) -> dict[str, str]:
@@ -26,7 +27,7 @@ def base_env(redis_url: str, **overrides: str) -> dict[str, str]:
         "JWT_SECRET": JWT_SECRET,
         "ACCESS_MODE": "acl",
         "WS_HEARTBEAT_INTERVAL": "1",
-        "STREAM_SHARDS": "4",
+        "STREAM_SHARDS": str(SHARDS),
         "PYTHONUNBUFFERED": "1",
     })
     env.update(overrides)
