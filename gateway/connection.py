@@ -1,38 +1,40 @@
-"""One client connection: its socket, a bounded send queue and the writer task
-that drains it. Nothing here waits on another client: the fan-out path only
-calls `push_event`, which never blocks and closes this one connection with
-1013 when its queue is full.
+"""One client connection: its frame sink, a bounded send queue, and the writer
+task that drains the queue when the socket lags.
 
-Frames are complete WebSocket frames (`shared.codec.ws_text_frame`): a room
-event's frame is built once per gateway and the same bytes go to every member.
-While the queue is empty and the socket is under its high-water mark a frame is
-written at once; otherwise it waits in the queue and the writer task joins
-everything queued into one write when the socket drains.
+Order. Everything sent to one client (direct replies, room events, a resumed
+join's replay) leaves in the order it was handed over. A frame is written at
+once only when nothing is ahead of it: the queue is empty *and* no writer task
+holds frames it took from the queue (it may be waiting for the socket to drain,
+or paging a replay). Otherwise the frame joins the queue behind the others.
+Writing whenever the queue merely looked empty let a live frame overtake frames
+the writer held, and a client that drops ids it has passed lost the older event.
 
-The bound counts live frames and direct replies. The replay of a resumed join
-is queued as one item: it is already in memory, bounded by ROOM_HISTORY_SIZE,
-and counting its frames would close a client for asking to resume a history
-longer than WS_SEND_QUEUE_MAX. A client that does not read its replay is still
-closed with 1013 once the live events queued behind it pass the bound."""
+Bounds. Nothing here waits on another client: the fan-out path only calls
+`push_event` / `flush_batch`, which never block. A connection is closed with
+1013 (it may resume) when it has more than `queue_max` frames queued, or when
+the bytes it holds (queued frames plus the sink's unsent buffer) would pass
+`buffer_max_bytes`. A replay is one queue item that reads the room's history a
+page at a time as the socket drains, so a long resume holds one page in memory,
+not the whole history.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import time
-import uuid
-from typing import Any
-
-from starlette.websockets import WebSocket
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.auth import Principal
 from gateway.close_codes import CloseCode
-from gateway.ws_protocol import FORCE_CLOSE_EXTENSION, FRAME_WRITER_EXTENSION, FrameWriter
-from shared.codec import ws_frame_payload, ws_text_frame
+from gateway.sink import FrameSink
+from shared.codec import direct_frame, ws_text_frame
 
 IdKey = tuple[int, int]
-MAX_BATCH_ITEMS = 256  # frames joined into one write when a client lags
+MAX_BATCH_FRAMES = 256  # queued frames joined into one write when a client lags
+SLOW_CONSUMER = "Slow consumer"
 
 
 class State(enum.Enum):
@@ -42,8 +44,31 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+class ReplayCursor(Protocol):
+    """The events a resumed join replays, read a page at a time (see gateway/history.py)."""
+
+    room: str
+
+    async def next_page(self) -> list[tuple[IdKey, bytes]]:
+        """The next frames in stream order; empty when the replay is complete."""
+        ...
+
+    @property
+    def broken(self) -> bool:
+        """True when the history lost entries the replay still had to send."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SendLimits:
+    queue_max: int  # WS_SEND_QUEUE_MAX: frames waiting in the queue
+    buffer_max_bytes: int  # WS_SEND_BUFFER_MAX_BYTES: queued bytes + the sink's buffer
+
+
 class _CloseAfterFlush:
     """Queue marker: write everything before me, then close."""
+
+    __slots__ = ("code", "reason")
 
     def __init__(self, code: int, reason: str) -> None:
         self.code = code
@@ -51,48 +76,49 @@ class _CloseAfterFlush:
 
 
 class _Replay:
-    """Queue item: the frames of one resumed join, encoded and written in chunks as
-    the socket drains, so a long replay never sits in memory twice."""
+    """Queue item: a resumed join's replay, paged from the history as the socket drains."""
 
-    def __init__(self, frames: list[str]) -> None:
-        self.frames = frames
+    __slots__ = ("cursor",)
+
+    def __init__(self, cursor: ReplayCursor) -> None:
+        self.cursor = cursor
 
 
 _Item = bytes | _Replay | _CloseAfterFlush
-REPLAY_CHUNK = 64  # replay frames per write
 
 
 class Connection:
-    def __init__(self, websocket: WebSocket, principal: Principal, instance_id: str,
-                 queue_max: int) -> None:
-        self.websocket = websocket
+    def __init__(self, sink: FrameSink, principal: Principal, connection_id: str,
+                 limits: SendLimits) -> None:
+        self.sink = sink
         self.principal = principal
-        self.id = f"{instance_id}:{uuid.uuid4().hex[:16]}"
+        self.id = connection_id
+        self.limits = limits
         self.state = State.CONNECTING
         self.opened_at = time.monotonic()
         self.rooms: set[str] = set()
         self.close_code: int | None = None
         self.close_reason = ""
-        extensions = websocket.scope.get("extensions") or {}
-        self._direct: FrameWriter | None = extensions.get(FRAME_WRITER_EXTENSION)
-        # A frame, a replay (a single item: see the module doc), or the close marker
-        # of a flushing close.
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_max)
+        self.closed = asyncio.Event()
+        self._queue: deque[_Item] = deque()
+        self._queued_frames = 0  # bytes items in the queue
+        self._queued_bytes = 0
+        # The task writing queued items, None when nothing is queued or in flight:
+        # the one condition under which a frame may be written at once.
+        self._writer: asyncio.Task[None] | None = None
+        self._flushed: asyncio.Event | None = None  # set when a flushing close may go
         # Highest id handed to this client per room: the filter that makes
         # replay + live events arrive once each, in stream order.
         self._last_sent: dict[str, IdKey] = {}
         # Live events held back while a join is reading the room's history.
         self._held: dict[str, list[tuple[IdKey, bytes]]] = {}
-        # Live frames of the current read batch, written in one go by `flush_batch`.
+        # Live frames of the current read, written in one go by `flush_batch`.
         self._batch: list[bytes] = []
-        self._writer: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
-        self.closed = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
         self.state = State.OPEN
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     def schedule_expiry(self) -> None:
         """Close with 4401 when the token's `exp` passes (a refresh reschedules)."""
@@ -107,73 +133,83 @@ class Connection:
         if self.state in (State.CLOSING, State.CLOSED):
             return
         self._begin_close(code, reason)
-        self._send_close(code, reason)
+        self._finish_close()
 
     async def close_after_flush(self, code: int, reason: str, timeout: float) -> None:
         """Close once every queued frame is written (replies before an abuse close),
         or after `timeout` when the client does not read them."""
         if self.state in (State.CLOSING, State.CLOSED):
             return
-        if self._writer is None or self._writer.done():
-            self.close(code, reason)
-            return
         self._begin_close(code, reason)
-        try:
-            self._queue.put_nowait(_CloseAfterFlush(code, reason))
-        except asyncio.QueueFull:
-            self._send_close(code, reason)
-            return
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self._writer), timeout)
-        self._send_close(code, reason)
+        if self._writer is not None:
+            self._flushed = asyncio.Event()
+            self._queue.append(_CloseAfterFlush(code, reason))
+            try:
+                await asyncio.wait_for(self._flushed.wait(), timeout)
+            except TimeoutError:
+                pass
+        self._finish_close()
 
     def _begin_close(self, code: int, reason: str) -> None:
         self.state = State.CLOSING
         self.close_code, self.close_reason = code, reason
 
-    def _send_close(self, code: int, reason: str) -> None:
-        force = self.websocket.scope.get("extensions", {}).get(FORCE_CLOSE_EXTENSION)
-        if force is not None:
-            force(int(code), reason)
-        else:  # not under our uvicorn protocol: a plain ASGI close
-            asyncio.get_running_loop().create_task(self._plain_close(code, reason))
-        if self._writer is not None:
-            self._writer.cancel()
+    def _finish_close(self) -> None:
+        self.sink.close(int(self.close_code or CloseCode.NORMAL), self.close_reason)
+        self._drop_queue()
         self.closed.set()
 
-    async def _plain_close(self, code: int, reason: str) -> None:
-        try:
-            await asyncio.wait_for(self.websocket.close(code, reason), timeout=5)
-        except Exception:  # the peer is gone already; nothing left to tell it
-            pass
-
     def mark_closed(self, code: int | None) -> None:
+        """The socket is gone (the receive loop saw the disconnect)."""
         if self._expiry is not None:
             self._expiry.cancel()
         if self.close_code is None:
             self.close_code = code
         self.state = State.CLOSED
-        if self._writer is not None:
-            self._writer.cancel()
+        self._drop_queue()
         self.closed.set()
+
+    def _drop_queue(self) -> None:
+        self._queue.clear()
+        self._queued_frames = self._queued_bytes = 0
+        self._held.clear()
+        self._batch = []
+        writer, self._writer = self._writer, None
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+
+    def _overflow(self) -> None:
+        self.close(CloseCode.TRY_AGAIN_LATER, SLOW_CONSUMER)
 
     # -- outgoing -------------------------------------------------------------------------
     def send(self, frame: str) -> None:
-        """Queue a direct reply (kept in order with events)."""
-        self._put(ws_text_frame(frame.encode()))
+        """A direct reply, kept in order with the events around it."""
+        if self.state is State.OPEN:
+            self.flush_batch()  # the reply comes after the events handed over before it
+            self._deliver([ws_text_frame(frame.encode())])
 
-    def _put(self, item: bytes | _Replay) -> None:
-        if self.state is not State.OPEN:
+    def _deliver(self, frames: list[bytes]) -> None:
+        """Write `frames` at once when nothing is ahead of them, else queue them."""
+        size = sum(len(f) for f in frames)
+        sink = self.sink
+        if self._writer is None and sink.writable:
+            if sink.buffered + size > self.limits.buffer_max_bytes:
+                self._overflow()
+                return
+            sink.write(frames)
             return
-        direct = self._direct
-        if (isinstance(item, bytes) and direct is not None and self._queue.empty()
-                and direct.writable):
-            direct.write(item)
+        if (self._queued_frames + len(frames) > self.limits.queue_max
+                or self._queued_bytes + sink.buffered + size > self.limits.buffer_max_bytes):
+            self._overflow()
             return
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.close(CloseCode.TRY_AGAIN_LATER, "Slow consumer")
+        self._queue.extend(frames)
+        self._queued_frames += len(frames)
+        self._queued_bytes += size
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     def push_event(self, room: str, id_key: IdKey, frame: bytes) -> bool:
         """A room event as a complete frame (the same bytes for every member), kept
@@ -191,36 +227,30 @@ class Connection:
         return len(self._batch) == 1
 
     def flush_batch(self) -> None:
-        """Write the frames gathered from one read: one write while the socket keeps
-        up; frame by frame into the bounded queue when it lags."""
-        frames, self._batch = self._batch, []
-        if not frames or self.state is not State.OPEN:
-            return
-        direct = self._direct
-        if direct is not None and self._queue.empty() and direct.writable:
-            direct.write(frames[0] if len(frames) == 1 else b"".join(frames))
-            return
-        for frame in frames:  # each counts against WS_SEND_QUEUE_MAX
-            self._put(frame)
+        """Hand over the frames gathered from one read: one write while the socket
+        keeps up, the queue when it lags."""
+        if self._batch:
+            frames, self._batch = self._batch, []
+            if self.state is State.OPEN:
+                self._deliver(frames)
 
     def hold(self, room: str) -> None:
-        """Start buffering live events of `room` (a join is reading history)."""
+        """Start buffering live events of `room` (a join is reading the history)."""
         self._held.setdefault(room, [])
 
-    def release(self, room: str, baseline: IdKey, replay: list[tuple[IdKey, str]]) -> None:
-        """Send the replay, then the held live events newer than it, then go live."""
+    def release(self, room: str, baseline: IdKey, replay: ReplayCursor | None) -> None:
+        """Queue the replay, then the held live events newer than `baseline` (the room's
+        latest id when the join read the history: the replay ends there), then go live."""
         held = self._held.pop(room, [])
-        last = max(self._last_sent.get(room, (0, 0)), baseline)
-        frames: list[str] = []
-        for id_key, frame in replay:
-            if id_key > last:
-                frames.append(frame)
-                last = id_key
-        self._last_sent[room] = last
-        if frames:
-            self._put(_Replay(frames))
-        for id_key, wire in held:
-            self.push_event(room, id_key, wire)
+        if self.state is not State.OPEN:
+            return
+        self._last_sent[room] = max(self._last_sent.get(room, (0, 0)), baseline)
+        if replay is not None:
+            self.flush_batch()
+            self._queue.append(_Replay(replay))
+            self._start_writer()
+        for id_key, frame in held:
+            self.push_event(room, id_key, frame)
         self.flush_batch()
 
     def forget(self, room: str) -> None:
@@ -229,56 +259,62 @@ class Connection:
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return self._queued_frames
 
     # -- writer ---------------------------------------------------------------------------
-    def _take_batch(self, first: _Item) -> tuple[list[bytes], _Replay | _CloseAfterFlush | None]:
-        """`first` and the frames queued right behind it, up to a replay or close marker
-        (returned apart: it is handled after the frames before it are written)."""
-        parts: list[bytes] = []
-        item: _Item = first
-        for _ in range(MAX_BATCH_ITEMS):
-            if not isinstance(item, bytes):
-                return parts, item
-            parts.append(item)
-            if self._queue.empty():
-                break
-            item = self._queue.get_nowait()
-        return parts, None
+    def _take_frames(self) -> list[bytes]:
+        """The frames at the head of the queue, up to a replay or close marker."""
+        frames: list[bytes] = []
+        queue = self._queue
+        while queue and len(frames) < MAX_BATCH_FRAMES and isinstance(queue[0], bytes):
+            frame = queue.popleft()
+            assert isinstance(frame, bytes)
+            frames.append(frame)
+        self._queued_frames -= len(frames)
+        self._queued_bytes -= sum(len(f) for f in frames)
+        return frames
 
     async def _write_loop(self) -> None:
+        sink = self.sink
         try:
-            if self._direct is None:
-                await self._write_loop_asgi()
-                return
-            direct = self._direct
-            while True:
-                parts, marker = self._take_batch(await self._queue.get())
-                if parts:
-                    await direct.wait_writable()
-                    direct.write(b"".join(parts))
-                if isinstance(marker, _Replay):
-                    for start in range(0, len(marker.frames), REPLAY_CHUNK):
-                        chunk = marker.frames[start:start + REPLAY_CHUNK]
-                        await direct.wait_writable()
-                        direct.write(b"".join(ws_text_frame(f.encode()) for f in chunk))
-                if isinstance(marker, _CloseAfterFlush) or not direct.open:
+            while self._queue:
+                frames = self._take_frames()
+                if frames:
+                    await sink.wait_writable()
+                    sink.write(frames)
+                    continue
+                item = self._queue.popleft()
+                if isinstance(item, _Replay):
+                    await self._write_replay(item.cursor)
+                elif isinstance(item, _CloseAfterFlush):
+                    if self._flushed is not None:
+                        self._flushed.set()
+                    return
+                if not sink.open:
                     return
         except asyncio.CancelledError:
             raise
         except Exception:  # the socket went away; the receive loop sees the disconnect
             self.state = State.CLOSING
+        finally:
+            if asyncio.current_task() is self._writer:
+                self._writer = None
 
-    async def _write_loop_asgi(self) -> None:
-        """The same through plain ASGI sends, for servers without our protocol."""
-        send = self.websocket.send
+    async def _write_replay(self, cursor: ReplayCursor) -> None:
+        """Page by page, each written once the socket has drained the one before."""
+        sink = self.sink
+        limit = self.limits.buffer_max_bytes
         while True:
-            parts, marker = self._take_batch(await self._queue.get())
-            texts = [ws_frame_payload(frame) for frame in parts]
-            if isinstance(marker, _Replay):
-                texts.extend(marker.frames)
-            for text in texts:
-                message: Any = {"type": "websocket.send", "text": text}
-                await send(message)
-            if isinstance(marker, _CloseAfterFlush):
+            await sink.wait_writable()
+            page = await cursor.next_page()
+            if not page:
+                break
+            frames = [frame for _, frame in page]
+            if sink.buffered + sum(len(f) for f in frames) > limit:
+                self._overflow()
                 return
+            sink.write(frames)
+        if cursor.broken:  # trimmed while we paged: the client must refetch this room
+            sink.write([ws_text_frame(direct_frame("resync_required", None,
+                                                   room=cursor.room).encode())])
+

@@ -1,40 +1,99 @@
 """Resume: what a join with `since` replays, and whether that replay is complete.
 
 A room's history is a capped, expiring stream whose entries have the same ids
-as the shard stream. The room meta hash keeps its first-ever and latest id,
-which tells a trimmed or expired history from a room with no events.
+as the shard stream, each numbered with the room's event count `n`. The room
+meta hash keeps its first-ever id, latest id and count, which tells a trimmed
+or expired history from a room with no events.
 
-The decision and the replay come from one snapshot (a MULTI of the meta, the
-oldest held entry and the entries after `since`): read separately, a busy room
-could trim entries after `since` between the check and the read, and the
-client would get `recovered: true` with a hole in its replay. The replay ends
-at the room's latest id of that snapshot; later events reach the joining
-connection live (it holds them back until the replay is queued).
+The decision comes from one snapshot (a MULTI of the meta, the oldest held
+entry, the entry at `since` and the first page after it): read separately, a
+busy room could trim entries after `since` between the check and the read, and
+the client would get `recovered: true` with a hole in its replay. The replay
+ends at the room's latest id of that snapshot (later events reach the joining
+connection live) and is read a page at a time as the client's socket drains,
+so a long resume never sits in memory whole. The numbers tell how many events
+the replay holds (`replayed`) and whether a later page lost entries to a trim
+in between; then the replay stops there and the client gets `resync_required`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from gateway.connection import IdKey
 from shared import keys
-from shared.codec import frame_from_entry, parse_stream_id
+from shared.codec import frame_from_entry, parse_stream_id, ws_text_frame
 from shared.settings import Settings
 
 ZERO_ID = "0-0"
+REPLAY_PAGE = 64  # history entries read per round trip while replaying
 
 
 @dataclass(slots=True)
 class JoinPoint:
     last_id: str  # latest event id of the room at the join, "0-0" when none
     recovered: bool | None = None  # None: no `since` was asked
-    replay: list[tuple[str, str]] = field(default_factory=list)  # (id, frame)
+    replayed: int = 0  # events the replay will send
+    replay: RedisReplayCursor | None = None
 
 
 def _text(value: bytes | None) -> str | None:
     return value.decode() if value else None
+
+
+def _id_key(entry_id: str) -> IdKey:
+    return parse_stream_id(entry_id) or (0, 0)
+
+
+def _number(fields: dict[bytes, bytes]) -> int:
+    return int(fields.get(b"n", b"0"))
+
+
+def _frames(entries: list[Any]) -> list[tuple[IdKey, bytes]]:
+    frames = []
+    for raw_id, fields in entries:
+        entry_id = _text(raw_id) or ZERO_ID
+        frame = frame_from_entry(fields[b"e"], entry_id).encode()
+        frames.append((_id_key(entry_id), ws_text_frame(frame)))
+    return frames
+
+
+class RedisReplayCursor:
+    """Pages of one room's history after an id, up to the join's latest id."""
+
+    def __init__(self, client: aioredis.Redis, history_key: str, room: str,
+                 first_page: list[Any], after_id: str, after_n: int, until: str) -> None:
+        self.room = room
+        self._redis = client
+        self._key = history_key
+        self._pending: list[Any] | None = first_page
+        self._after_id, self._after_n = after_id, after_n
+        self._until = until
+        self._broken = False
+
+    @property
+    def broken(self) -> bool:
+        return self._broken
+
+    async def next_page(self) -> list[tuple[IdKey, bytes]]:
+        entries, self._pending = self._pending, None
+        if entries is None:
+            if self._broken or _id_key(self._after_id) >= _id_key(self._until):
+                return []
+            entries = await self._redis.xrange(self._key, f"({self._after_id}", self._until,
+                                               count=REPLAY_PAGE)
+        if not entries:
+            self._broken = True  # the rest expired or was trimmed away
+            return []
+        if _number(entries[0][1]) != self._after_n + 1:
+            self._broken = True  # trimmed between two pages
+            return []
+        self._after_id = _text(entries[-1][0]) or ZERO_ID
+        self._after_n = _number(entries[-1][1])
+        return _frames(entries)
 
 
 class RoomHistory:
@@ -45,53 +104,33 @@ class RoomHistory:
     async def join_point(self, room: str, since: str | None) -> JoinPoint:
         history_key = keys.room_history(room, self._shards)
         meta_key = keys.room_meta(room, self._shards)
-        first, last, oldest, _ = await self._snapshot(history_key, meta_key, None)
+        async with self._redis.pipeline(transaction=since is not None) as pipe:
+            pipe.hmget(meta_key, "first", "last", "n")
+            pipe.xrange(history_key, "-", "+", count=1)
+            if since is not None and parse_stream_id(since) is not None:
+                pipe.xrevrange(history_key, since, "-", count=1)
+                start = "-" if parse_stream_id(since) == (0, 0) else f"({since}"
+                pipe.xrange(history_key, start, "+", count=REPLAY_PAGE)
+            replies = await pipe.execute()
+        (first, last, count), oldest_entries = replies[0], replies[1]
+        first, last = _text(first), _text(last)
         point = JoinPoint(last_id=last or ZERO_ID)
         if since is None:
             return point
-        point.recovered = _recoverable(since, first, last, oldest)
-        if not point.recovered or last is None or since == last:
+        oldest = oldest_entries[0] if oldest_entries else None
+        point.recovered = _recoverable(since, first, last, _text(oldest[0]) if oldest else None)
+        if not point.recovered or last is None or since == last or len(replies) < 4:
             return point
-        # Recoverable with something to replay: decide again on the snapshot that
-        # holds the replay itself (the room may have moved on since the first look).
-        first, last, oldest, entries = await self._snapshot(history_key, meta_key, since)
-        point.last_id = last or ZERO_ID
-        point.recovered = _recoverable(since, first, last, oldest)
-        if point.recovered:
-            point.replay = _frames(entries)
+        at_since, first_page = replies[2], replies[3]
+        if parse_stream_id(since) == (0, 0):
+            after_n = _number(oldest[1]) - 1 if oldest else 0
+        else:
+            after_n = _number(at_since[0][1]) if at_since else 0
+        point.replayed = max(0, int(count or 0) - after_n)
+        if point.replayed:
+            point.replay = RedisReplayCursor(self._redis, history_key, room, first_page,
+                                             since, after_n, last)
         return point
-
-    async def _snapshot(self, history_key: str, meta_key: str, since: str | None,
-                        ) -> tuple[str | None, str | None, str | None, list[Any]]:
-        """(first, last, oldest held id, entries after `since`) as of one moment."""
-        async with self._redis.pipeline(transaction=since is not None) as pipe:
-            pipe.hmget(meta_key, "first", "last")
-            pipe.xrange(history_key, "-", "+", count=1)
-            if since is not None:
-                start = "-" if parse_stream_id(since) == (0, 0) else f"({since}"
-                pipe.xrange(history_key, start, "+")  # the history is capped: bounded
-            replies = await pipe.execute()
-        meta, oldest_entries = replies[0], replies[1]
-        oldest = _text(oldest_entries[0][0]) if oldest_entries else None
-        entries = replies[2] if since is not None else []
-        return _text(meta[0]), _text(meta[1]), oldest, entries
-
-
-def _frames(entries: list[Any]) -> list[tuple[str, str]]:
-    """(id, frame) of each entry, oldest first. Consumes `entries` from the end, so each
-    raw entry is freed as its frame is made: a replay of a large history peaks at one
-    copy in memory, not two."""
-    entries.reverse()
-    frames = []
-    while entries:
-        raw_id, fields = entries.pop()
-        entry_id = _text(raw_id) or ZERO_ID
-        frames.append((entry_id, frame_from_entry(fields[b"e"], entry_id)))
-    return frames
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    return parse_stream_id(entry_id) or (0, 0)
 
 
 def _recoverable(since: str, first: str | None, last: str | None, oldest: str | None) -> bool:

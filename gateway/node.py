@@ -140,7 +140,7 @@ class Node:
         conn.hold(own)
         self.hub.add(conn, own)
         point = await self.history.join_point(own, None)
-        conn.release(own, parse_stream_id(point.last_id) or (0, 0), [])
+        conn.release(own, parse_stream_id(point.last_id) or (0, 0), None)
 
     async def disconnect(self, conn: Connection) -> None:
         self.metrics.connections.dec()
@@ -173,14 +173,13 @@ class Node:
             if not rejoin:
                 self.hub.remove(conn, name)
             raise
-        baseline = point.last_id if not point.recovered else since
-        replay = [(parse_stream_id(i) or (0, 0), f) for i, f in point.replay]
         data: dict[str, Any] = {"last_id": point.last_id}
         if point.recovered is not None:
             data["recovered"] = point.recovered
-            data["replayed"] = len(replay)
+            data["replayed"] = point.replayed
         conn.send(direct_frame("room_joined", data, room=name, ref=ref))
-        conn.release(name, parse_stream_id(baseline or "0-0") or (0, 0), replay)
+        # the replay ends at last_id; live events after it follow the replay
+        conn.release(name, parse_stream_id(point.last_id) or (0, 0), point.replay)
         if not rejoin and room.kind is not RoomKind.USER:
             await self._presence_enter(conn, name)
         self.metrics.rooms.set(len(self.hub.rooms()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -18,10 +19,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway.auth import Principal, extract_token, selected_subprotocol
 from gateway.close_codes import CloseCode
 from gateway.commands import apply
-from gateway.connection import Connection, State
+from gateway.connection import Connection, SendLimits, State
 from gateway.errors import AuthError, ConnectionClose
 from gateway.node import Node
 from gateway.session import Session
+from gateway.sink import AsgiSink, FrameSink
+from gateway.ws_protocol import FRAME_SINK_EXTENSION
 from shared.codec import direct_frame
 
 log = logging.getLogger("roomcast.ws")
@@ -90,7 +93,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 async def _serve(node: Node, websocket: WebSocket, principal: Principal) -> None:
     settings = node.settings
     remote = _client_addr(websocket)
-    conn = Connection(websocket, principal, node.instance_id, settings.WS_SEND_QUEUE_MAX)
+    sink: FrameSink = (websocket.scope.get("extensions") or {}).get(FRAME_SINK_EXTENSION) \
+        or AsgiSink(websocket)
+    limits = SendLimits(settings.WS_SEND_QUEUE_MAX, settings.WS_SEND_BUFFER_MAX_BYTES)
+    conn = Connection(sink, principal, f"{node.instance_id}:{uuid.uuid4().hex[:16]}", limits)
     try:
         claimed = await node.claim_slot(conn)
     except (RedisError, OSError) as exc:  # Redis unreachable: /readyz reports it too

@@ -1,32 +1,50 @@
-"""uvicorn's websockets-sansio protocol, plus two capabilities ASGI lacks.
+"""uvicorn's websockets-sansio protocol, plus what ASGI lacks for a fan-out server.
 
-- Direct frame writes (`roomcast.frame_writer`). ASGI sends one message at a
-  time through an awaited call per recipient. A room event is instead encoded
-  once as a complete WebSocket frame, and the same bytes are written straight
-  to each member's transport while it is writable; a lagging client's frames
-  are joined into one write.
-- Force-close (`roomcast.force_close`). An ASGI `websocket.close` waits, like
-  every send, until the transport is writable again, which never happens for a
-  client that does not read. This writes the close frame behind whatever is
+- A frame sink (`roomcast.frame_sink`, a `gateway.sink.FrameSink`). ASGI sends
+  one message at a time through an awaited call per recipient. A room event is
+  instead encoded once as a complete WebSocket frame, and the same bytes are
+  written straight to each member's transport; the connection's writer joins a
+  lagging client's frames into one write.
+- A close that never waits. An ASGI `websocket.close` waits, like every send,
+  until the transport is writable again, which never happens for a client that
+  does not read. The sink's close writes the close frame behind whatever is
   buffered (the client sees every earlier frame, then the code) and aborts the
   socket if the peer does not finish the closing handshake in time.
 
 Also: a handshake the parser refuses (request line or headers over its limit)
 is answered with the parser's 414/431 at once; uvicorn alone would only answer
 a complete request, and the client would hang.
+
+This subclass uses attributes of uvicorn's protocol that are not a public API.
+pyproject pins uvicorn to the range the tests run with, and `check_compatible`
+(called before a gateway serves) stops with one line naming the installed
+version if any of them is missing, rather than failing on the hot path.
 """
 
 from __future__ import annotations
 
+import asyncio
+from importlib.metadata import version
+
+from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 
-FORCE_CLOSE_EXTENSION = "roomcast.force_close"
-FRAME_WRITER_EXTENSION = "roomcast.frame_writer"
+FRAME_SINK_EXTENSION = "roomcast.frame_sink"
 ABORT_AFTER_SECONDS = 5.0
+# What this module reads or calls on uvicorn's protocol instance.
+REQUIRED_ATTRIBUTES = ("transport", "writable", "close_sent", "disconnected", "conn", "queue",
+                       "handshake_initiated", "close_timer", "loop")
 
 
-class FrameWriter:
+class UnsupportedUvicorn(RuntimeError):
+    """The installed uvicorn lacks what RoomcastWebSocketProtocol relies on."""
+
+
+class TransportSink:
     """Writes pre-encoded server frames to one connection's transport."""
+
+    __slots__ = ("_protocol",)
 
     def __init__(self, protocol: RoomcastWebSocketProtocol) -> None:
         self._protocol = protocol
@@ -41,12 +59,20 @@ class FrameWriter:
         """Open and under the transport's high-water mark."""
         return self.open and self._protocol.writable.is_set()
 
+    @property
+    def buffered(self) -> int:
+        transport = self._protocol.transport
+        return 0 if transport.is_closing() else transport.get_write_buffer_size()
+
     async def wait_writable(self) -> None:
         await self._protocol.writable.wait()
 
-    def write(self, frames: bytes) -> None:
+    def write(self, frames: list[bytes]) -> None:
         if self.open:
-            self._protocol.transport.write(frames)
+            self._protocol.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def close(self, code: int, reason: str) -> None:
+        self._protocol.force_close(code, reason)
 
 
 class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -54,8 +80,7 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope["extensions"][FORCE_CLOSE_EXTENSION] = self.force_close
-            scope["extensions"][FRAME_WRITER_EXTENSION] = FrameWriter(self)
+            scope["extensions"][FRAME_SINK_EXTENSION] = TransportSink(self)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -71,3 +96,22 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
         self.close_sent = True
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         self.close_timer = self.loop.call_later(ABORT_AFTER_SECONDS, self.transport.abort)
+
+
+def check_compatible(config: Config) -> None:
+    """Build one protocol instance (no socket) and look for every attribute used here."""
+    loop = asyncio.new_event_loop()
+    try:
+        protocol = RoomcastWebSocketProtocol(config, ServerState(), {}, _loop=loop)
+    except Exception as exc:  # a changed constructor
+        raise UnsupportedUvicorn(_unsupported(f"its protocol cannot be built ({exc})")) from None
+    finally:
+        loop.close()
+    missing = [name for name in REQUIRED_ATTRIBUTES if not hasattr(protocol, name)]
+    if missing:
+        raise UnsupportedUvicorn(_unsupported(f"missing {', '.join(missing)}"))
+
+
+def _unsupported(detail: str) -> str:
+    return (f"uvicorn {version('uvicorn')} is not supported by roomcast's WebSocket protocol: "
+            f"{detail}; install the version pinned in pyproject.toml")

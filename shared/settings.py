@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     WS_RATE_LIMIT: float = Field(default=20, gt=0)
     WS_RATE_BURST: int = Field(default=40, ge=1)
     WS_SEND_QUEUE_MAX: int = Field(default=1000, ge=1)
+    # Queued bytes plus the transport's write buffer, per connection.
+    WS_SEND_BUFFER_MAX_BYTES: int = Field(default=4_194_304, ge=262_144)
+    # An event's encoded size, checked at enqueue and again in the worker.
+    EVENT_MAX_BYTES: int = Field(default=65_536, ge=1024)
     WS_MAX_CONTENT_LENGTH: int = Field(default=4000, ge=1)
 
     ACCESS_MODE: AccessMode = AccessMode.ACL
@@ -92,6 +96,14 @@ class Settings(BaseSettings):
     def _one_signing_key(self) -> Settings:
         if self.JWT_SECRET and self.JWT_PUBLIC_KEY:
             raise ValueError("JWT_SECRET and JWT_PUBLIC_KEY: set exactly one, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _events_fit_the_send_buffer(self) -> Settings:
+        # a replay writes events in chunks of a few; each must fit with room to spare
+        if self.EVENT_MAX_BYTES * 4 > self.WS_SEND_BUFFER_MAX_BYTES:
+            raise ValueError(f"EVENT_MAX_BYTES: at most a quarter of WS_SEND_BUFFER_MAX_BYTES "
+                             f"({self.WS_SEND_BUFFER_MAX_BYTES // 4})")
         return self
 
     @property

@@ -5,11 +5,13 @@ and a bounded graceful shutdown (SIGTERM: 1012 to every client, exit < 10 s)."""
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 
 from gateway.app import create_app
 from gateway.logs import log_config
-from gateway.ws_protocol import RoomcastWebSocketProtocol
+from gateway.ws_protocol import RoomcastWebSocketProtocol, UnsupportedUvicorn, check_compatible
 from shared.settings import Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
@@ -28,4 +30,9 @@ def run_gateway(settings: Settings, host: str, port: int, instance_id: str | Non
         log_config=log_config(), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         proxy_headers=False, server_header=False, h11_max_incomplete_event_size=16 * 1024,
     )
+    try:
+        check_compatible(config)
+    except UnsupportedUvicorn as exc:
+        print(f"roomcast: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     uvicorn.Server(config).run()

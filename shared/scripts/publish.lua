@@ -23,7 +23,10 @@ local id = redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[3], "*",
   "e", ARGV[1], "r", ARGV[2], "q", seq)
 
 if ARGV[7] == "1" then
-  redis.call("XADD", KEYS[4], "MAXLEN", ARGV[4], id, "e", ARGV[1])
+  -- "n" numbers the room's events 1, 2, 3, ...: a resume counts what it will replay,
+  -- and a replay read in pages notices entries trimmed between two pages
+  local n = redis.call("HINCRBY", KEYS[5], "n", 1)
+  redis.call("XADD", KEYS[4], "MAXLEN", ARGV[4], id, "e", ARGV[1], "n", n)
   redis.call("EXPIRE", KEYS[4], ARGV[5])
   -- "first" stays the first id ever appended, so a resume from 0-0 can tell
   -- whether anything was trimmed or expired since

@@ -6,22 +6,15 @@ client resumes afterwards without loss."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import psutil
 import pytest
 import redis
-from websockets.client import ClientProtocol
-from websockets.frames import Frame, Opcode
-from websockets.http11 import Response
-from websockets.uri import parse_uri
 
 from tests.support.delivery import (
     connect,
@@ -34,6 +27,7 @@ from tests.support.delivery import (
 )
 from tests.support.redis_fixture import RedisUnderTest
 from tests.support.stack import Gateway, Stack
+from tests.support.stalled import StalledClient
 from tests.support.tokens import make_token
 
 QUEUE_MAX = 200
@@ -54,74 +48,6 @@ def stack(redis_server: RedisUnderTest) -> Iterator[Stack]:
                   WS_SEND_QUEUE_MAX=str(QUEUE_MAX), ROOM_HISTORY_SIZE=str(HISTORY),
                   WS_HEARTBEAT_INTERVAL="5") as s:
         yield s
-
-
-class StalledClient:
-    """A WebSocket client on a raw socket with a tiny receive buffer that stops
-    reading after its join: TCP backpressure reaches the gateway at once."""
-
-    def __init__(self, sock: socket.socket, protocol: ClientProtocol) -> None:
-        self.sock, self.protocol = sock, protocol
-        self.frames: list[Frame] = []
-        self.loop = asyncio.get_running_loop()
-
-    @classmethod
-    async def open(cls, url: str, token: str) -> StalledClient:
-        host, port = re.match(r"ws://([^:/]+):(\d+)", url).groups()  # type: ignore[union-attr]
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-        protocol = ClientProtocol(parse_uri(f"{url}?token={token}"), max_size=None)
-        protocol.send_request(protocol.connect())
-        client = cls(sock, protocol)
-        await client._flush()
-        return client
-
-    async def _flush(self) -> None:
-        for data in self.protocol.data_to_send():
-            if data:
-                await self.loop.sock_sendall(self.sock, data)
-
-    async def send_json(self, message: dict[str, Any]) -> None:
-        self.protocol.send_text(json.dumps(message).encode())
-        await self._flush()
-
-    async def read_until(self, predicate: Callable[[dict[str, Any]], bool],
-                         timeout: float = 10) -> None:
-        async def _read() -> None:
-            while not any(predicate(f) for f in self.texts()):
-                data = await self.loop.sock_recv(self.sock, 65536)
-                if not data:
-                    raise ConnectionError("closed while waiting")
-                self._feed(data)
-        await asyncio.wait_for(_read(), timeout)
-
-    def _feed(self, data: bytes) -> None:
-        self.protocol.receive_data(data)
-        for event in self.protocol.events_received():
-            if isinstance(event, Response):
-                assert event.status_code == 101, event
-            elif isinstance(event, Frame):
-                self.frames.append(event)
-
-    async def drain_to_close(self, timeout: float = 10) -> int:
-        """Read everything the gateway buffered; return the code of its close frame."""
-        async def _read() -> int:
-            while self.protocol.close_rcvd is None:
-                data = await self.loop.sock_recv(self.sock, 1 << 20)
-                if not data:
-                    break
-                self._feed(data)
-            assert self.protocol.close_rcvd is not None, "no close frame before EOF"
-            return self.protocol.close_rcvd.code
-        return await asyncio.wait_for(_read(), timeout)
-
-    def texts(self) -> list[dict[str, Any]]:
-        return [json.loads(bytes(f.data)) for f in self.frames if f.opcode is Opcode.TEXT]
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 class RssSampler:

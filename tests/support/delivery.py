@@ -42,6 +42,12 @@ def history_ids(client: redis.Redis, room: str, shards: int = SHARDS) -> list[st
     return [_text(i) for i, _ in client.xrange(keys.room_history(room, shards))]
 
 
+def message_ids(client: redis.Redis, room: str, shards: int = SHARDS) -> list[str]:
+    """Ids of the `message` events in the room's history (not presence events), oldest first."""
+    return [_text(i) for i, fields in client.xrange(keys.room_history(room, shards))
+            if fields[b"e"].startswith(b'{"type":"message"')]
+
+
 def shard_ids_of_room(client: redis.Redis, room: str, shards: int = SHARDS) -> list[str]:
     """Ids of the room's entries in its shard stream (which also holds other rooms and
     the gateways' control entries)."""
