@@ -1,35 +1,77 @@
-"""The FastAPI app factory: `create_app(settings)`; the lifespan starts and
-drains the node."""
+"""The FastAPI app factory, `create_app(settings)`, and `gateway_lifespan` for
+embedding the gateway in a backend's own FastAPI app.
+
+    app = create_app(settings)                      # a gateway of its own
+
+    gateway = create_app(settings)                  # or inside an existing app:
+    backend = FastAPI(lifespan=gateway_lifespan(gateway))
+    backend.mount("/rt", gateway)                   # ws://host/rt/api/v1/ws/connect
+
+The lifespan starts the node (the engine's reader, timers, and for ENGINE=memory
+the in-process workers) and drains it on shutdown.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
+from gateway.logs import install_redaction
 from gateway.node import Node
 from gateway.routes import router
-from shared.settings import Engine, Settings, SettingsError, load_settings
+from gateway.serving import check_served_by
+from shared.engines import build_engine
+from shared.events import import_event_modules
+from shared.settings import Settings, load_settings
+
+log = logging.getLogger("roomcast.app")
 
 
 def create_app(settings: Settings | None = None, instance_id: str | None = None,
-               port: int = 8000) -> FastAPI:
+               port: int | None = None) -> FastAPI:
     settings = settings or load_settings()
     settings.require_jwt_key()
-    if settings.ENGINE is Engine.MEMORY:
-        raise SettingsError("ENGINE: 'memory' is not available in this build; use 'redis'")
-    node = Node(settings, instance_id or settings.instance_id(port))
+    check_served_by(settings)  # e.g. `uvicorn --factory` without our protocol: one line
+    install_redaction()  # tokens stay out of every log, however the app is served
+    import_event_modules(settings.EVENT_MODULES)
+    engine = build_engine(settings)
+    node = Node(settings, instance_id or settings.instance_id(port), engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await node.start()
-        try:
+        async with node_running(node):
             yield
-        finally:
-            await node.stop()
 
     app = FastAPI(title="roomcast gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.node = node
     app.include_router(router)
     return app
+
+
+@asynccontextmanager
+async def node_running(node: Node) -> AsyncIterator[None]:
+    node.engine.start_local_workers()  # ENGINE=memory: the workers live in this process
+    try:
+        await node.start()
+        try:
+            yield
+        finally:
+            await node.stop()
+    finally:
+        node.engine.stop_local_workers()
+
+
+def gateway_lifespan(gateway: FastAPI) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """A lifespan for the app that mounts `gateway`: mounted apps get no lifespan of
+    their own (Starlette runs only the outer app's), so the outer one starts the node."""
+    node: Node = gateway.state.node
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with node_running(node):
+            yield
+
+    return lifespan

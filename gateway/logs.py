@@ -83,3 +83,12 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
             "roomcast": {"handlers": ["default"], "level": level, "propagate": False},
         },
     }
+
+
+def install_redaction() -> None:
+    """Redact tokens in uvicorn's and roomcast's loggers whatever configured logging:
+    the app may run under plain uvicorn or inside a backend's app."""
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "roomcast"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactFilter) for f in logger.filters):
+            logger.addFilter(RedactFilter())

@@ -29,3 +29,11 @@ class Metrics:
                                      registry=r)
         self.resyncs = Counter("roomcast_resync_required", "resync_required frames sent",
                                registry=r)
+        self.queue_depth = Gauge("roomcast_queue_depth", "Jobs waiting for a worker (all shards)",
+                                 registry=r)
+        self.workers = Gauge("roomcast_workers", "Live workers (by their heartbeats)",
+                             registry=r)
+        self.dead_letters = Gauge("roomcast_dead_letters",
+                                  "Jobs or events set aside as never appendable, in the "
+                                  "dead-letter streams; each is a gap in its producer's order",
+                                  registry=r)

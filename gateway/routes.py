@@ -1,25 +1,36 @@
-"""HTTP and WebSocket routes: thin, each hands off to the node."""
+"""HTTP and WebSocket routes: thin, each hands off to the node or the engine.
+
+The backend API (`POST /api/v1/events`, `POST /api/v1/access`) is off unless
+EVENTS_API_KEY is set, and then needs that key in `X-API-Key`. It queues exactly
+what `workers.api` queues, for either engine: a request is one producer, so the
+events of one request are appended in their order.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
-from redis.exceptions import RedisError
+from pydantic import BaseModel
 
 from gateway.node import Node
 from gateway.ws_endpoint import websocket_endpoint
+from shared.engines.roles import EventJob, Job, QueueFull
+from shared.events import InvalidEvent, UnknownEventType
+from shared.publishing import event_from_payload, grant_job, link_job, revoke_job
+from shared.schema import events_schema
 
 router = APIRouter()
 router.add_api_websocket_route("/api/v1/ws/connect", websocket_endpoint)
 
 _INSPECTOR = resources.files("gateway").joinpath("static/inspector.html")
+READY_TIMEOUT = 2.0
+MAX_EVENTS_PER_REQUEST = 1000
 
 
 def _node(request: Request) -> Node:
@@ -33,18 +44,16 @@ async def inspector() -> HTMLResponse:
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz(request: Request) -> dict[str, str]:
+    return {"status": "ok", "instance": _node(request).instance_id}
 
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    node = _node(request)
-    ok, detail = node.readiness()
     try:
-        await asyncio.wait_for(node.redis.ping(), timeout=2)
-    except (RedisError, OSError, TimeoutError):
-        ok, detail = False, {**detail, "redis": False}
+        ok, detail = await asyncio.wait_for(_node(request).readiness(), READY_TIMEOUT)
+    except TimeoutError:
+        ok, detail = False, {"reachable": False}
     return JSONResponse({"ready": ok, **detail}, status_code=200 if ok else 503)
 
 
@@ -54,18 +63,68 @@ async def metrics(request: Request) -> Response:
                     media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post("/api/v1/events", status_code=202)
-async def publish_event(request: Request, payload: dict[str, Any],
-                        x_api_key: str | None = Header(default=None)) -> dict[str, str]:
-    """Enqueue an event for the publish actor, as `workers.api.publish` does."""
-    node = _node(request)
+@router.get("/api/v1/events/schema")
+async def event_schema() -> dict[str, Any]:
+    """JSON Schema of every event type a backend may publish (built-in and registered)."""
+    return events_schema()
+
+
+def _check_key(node: Node, given: str | None) -> None:
     expected = node.settings.EVENTS_API_KEY
     if not expected:
-        raise HTTPException(404, "events API is disabled (EVENTS_API_KEY unset)")
-    if not x_api_key or not hmac.compare_digest(x_api_key, expected):
+        raise HTTPException(404, "the backend API is off (EVENTS_API_KEY unset)")
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         raise HTTPException(401, "invalid API key")
+
+
+async def _enqueue(node: Node, jobs: list[Job]) -> None:
     try:
-        key = await asyncio.to_thread(node.backend.publish, payload)
-    except ValidationError as exc:
-        raise HTTPException(422, exc.errors(include_url=False, include_input=False)) from None
-    return {"key": key}
+        await node.engine.jobs.enqueue(jobs)
+    except QueueFull as exc:
+        raise HTTPException(503, str(exc)) from None
+
+
+@router.post("/api/v1/events", status_code=202)
+async def publish_events(request: Request, payload: dict[str, Any],
+                         x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
+    """One event (`{"type", "room", "data", "sender"?, "key"?}`) or several
+    (`{"events": [...]}`), queued as `workers.api.publish` / `publish_many` do."""
+    node = _node(request)
+    _check_key(node, x_api_key)
+    many = set(payload) == {"events"}
+    items = payload["events"] if many else [payload]
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_EVENTS_PER_REQUEST:
+        raise HTTPException(422, f"'events' must list 1..{MAX_EVENTS_PER_REQUEST} events")
+    try:
+        events = [event_from_payload(node.settings, item) for item in items]
+    except (InvalidEvent, UnknownEventType) as exc:
+        raise HTTPException(422, str(exc)) from None
+    await _enqueue(node, [EventJob(tuple(events))])
+    keys = [e.key for e in events]
+    return {"keys": keys} if many else {"key": keys[0]}
+
+
+class AccessChange(BaseModel):
+    op: Literal["grant", "revoke", "link"]
+    room: str
+    user_id: int | None = None
+    project_room: str | None = None
+
+
+@router.post("/api/v1/access", status_code=202)
+async def change_access(request: Request, change: AccessChange,
+                        x_api_key: str | None = Header(default=None)) -> dict[str, str]:
+    """Grant, revoke or link, queued as `workers.api.grant_access` & co. do."""
+    node = _node(request)
+    _check_key(node, x_api_key)
+    try:
+        if change.op == "link":
+            job: Job = link_job(change.room, change.project_room)
+        elif change.op == "grant":
+            job = grant_job(change.user_id, change.room)
+        else:
+            job = revoke_job(change.user_id, change.room)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    await _enqueue(node, [job])
+    return {"queued": change.op}

@@ -13,15 +13,14 @@ import logging
 import time
 import uuid
 
-from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.auth import Principal, extract_token, selected_subprotocol
 from gateway.close_codes import CloseCode
-from gateway.commands import apply
 from gateway.connection import Connection, SendLimits, State
 from gateway.errors import AuthError, ConnectionClose
 from gateway.node import Node
+from gateway.serving import report_plain_asgi_once
 from gateway.session import Session
 from gateway.sink import AsgiSink, FrameSink
 from gateway.ws_protocol import FRAME_SINK_EXTENSION
@@ -93,13 +92,15 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 async def _serve(node: Node, websocket: WebSocket, principal: Principal) -> None:
     settings = node.settings
     remote = _client_addr(websocket)
-    sink: FrameSink = (websocket.scope.get("extensions") or {}).get(FRAME_SINK_EXTENSION) \
-        or AsgiSink(websocket)
+    sink: FrameSink | None = (websocket.scope.get("extensions") or {}).get(FRAME_SINK_EXTENSION)
+    if sink is None:
+        report_plain_asgi_once()
+        sink = AsgiSink(websocket)
     limits = SendLimits(settings.WS_SEND_QUEUE_MAX, settings.WS_SEND_BUFFER_MAX_BYTES)
     conn = Connection(sink, principal, f"{node.instance_id}:{uuid.uuid4().hex[:16]}", limits)
     try:
         claimed = await node.claim_slot(conn)
-    except (RedisError, OSError) as exc:  # Redis unreachable: /readyz reports it too
+    except Exception as exc:  # the engine is unreachable: /readyz reports it too
         log.error("connection slot unavailable", extra={"error": str(exc)[:200],
                                                         "remote": remote})
         try:
@@ -120,18 +121,20 @@ async def _serve(node: Node, websocket: WebSocket, principal: Principal) -> None
     conn.open()
     conn.schedule_expiry()
     interval = settings.WS_HEARTBEAT_INTERVAL
-    conn.send(direct_frame("connected", {
+    welcome = direct_frame("connected", {
         "message": "Connected successfully", "user_id": principal.user_id,
         "username": principal.username, "connection_id": conn.id,
         "heartbeat_interval": int(interval) if float(interval).is_integer() else interval,
-        "rooms": [f"user:{principal.user_id}"]}))
+        "rooms": [f"user:{principal.user_id}"]})
     log.info("connect", extra={"user_id": principal.user_id, "connection_id": conn.id,
                                "remote": remote})
     session = Session(rate_limit=settings.WS_RATE_LIMIT, rate_burst=settings.WS_RATE_BURST,
                       max_content_length=settings.WS_MAX_CONTENT_LENGTH, clock=time.monotonic)
     code: int | None = None
     try:
-        await node.join_own_room(conn)
+        # in the own room before the welcome says so: whatever is published once the
+        # client holds `connected` reaches it
+        await node.rooms.join_own_room(conn, welcome)
         while conn.state is State.OPEN:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
@@ -139,8 +142,10 @@ async def _serve(node: Node, websocket: WebSocket, principal: Principal) -> None
                 break
             text = message.get("text")
             frame = text if text is not None else (message.get("bytes") or b"")
+            if len(frame) > settings.WS_MESSAGE_MAX_SIZE:  # a server with a looser limit
+                raise ConnectionClose(CloseCode.MESSAGE_TOO_BIG, "Message too big")
             for action in session.receive(frame):
-                await apply(node, conn, action)
+                await node.commands.apply(conn, action)
     except ConnectionClose as exc:
         if exc.code == CloseCode.POLICY_VIOLATION:
             log.warning("abuse close", extra={"user_id": principal.user_id,

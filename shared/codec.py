@@ -9,7 +9,6 @@ however many members receive it.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,35 +41,14 @@ def frame_from_entry(encoded: bytes, entry_id: str) -> str:
     return (encoded[:-1] + b',"id":"' + entry_id.encode() + b'"}').decode()
 
 
-@dataclass(frozen=True, slots=True)
-class ShardEntry:
-    """One entry read from a shard stream."""
+def event_frame(encoded: bytes, entry_id: str) -> bytes:
+    """A room event as a complete WebSocket frame, ready for every member's socket."""
+    return ws_text_frame(encoded[:-1] + b',"id":"' + entry_id.encode() + b'"}')
 
-    id: str
-    room: str
-    seq: int
-    encoded: bytes
 
-    @property
-    def is_control(self) -> bool:
-        return self.room.startswith("_")
-
-    def control(self) -> dict[str, Any]:
-        value: dict[str, Any] = orjson.loads(self.encoded)
-        return value
-
-    def frame(self) -> str:
-        return frame_from_entry(self.encoded, self.id)
-
-    def wire_frame(self) -> bytes:
-        """The event as a complete WebSocket frame, ready for every member's socket."""
-        return ws_text_frame(self.encoded[:-1] + b',"id":"' + self.id.encode() + b'"}')
-
-    @classmethod
-    def from_fields(cls, entry_id: bytes | str, fields: dict[bytes, bytes]) -> ShardEntry:
-        id_text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        return cls(id=id_text, room=fields[b"r"].decode(), seq=int(fields.get(b"q", b"0")),
-                   encoded=fields[b"e"])
+def decode_control(encoded: bytes) -> dict[str, Any]:
+    value: dict[str, Any] = orjson.loads(encoded)
+    return value
 
 
 def direct_frame(type_: str, data: dict[str, Any] | None = None, *, room: str | None = None,

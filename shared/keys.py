@@ -62,8 +62,9 @@ def room_user_connections(room: str, user_id: int) -> str:
     return f"{PREFIX}:presence:{{{room}}}:{user_id}"
 
 
-def usernames() -> str:
-    return f"{PREFIX}:usernames"
+def room_presence_names(room: str) -> str:
+    """Hash of user id -> username of the users present in a room; expires with it."""
+    return f"{PREFIX}:presence:{{{room}}}:names"
 
 
 def grants(user_id: int) -> str:
@@ -90,3 +91,39 @@ def instance_slots(instance_id: str) -> str:
     """Set of `user_id|connection_id` slots held by one gateway instance, so that
     the instance, restarted after a crash, frees its previous run's slots at once."""
     return f"{PREFIX}:instance-slots:{instance_id}"
+
+
+def shard_count() -> str:
+    """The STREAM_SHARDS every process on this Redis must use (set by the first one)."""
+    return f"{PREFIX}:config:stream-shards"
+
+
+def instance_lease(instance_id: str) -> str:
+    """Held by the live gateway with this instance id: a second one refuses to start."""
+    return f"{PREFIX}:instance:{instance_id}"
+
+
+# -- the job queue (producers -> workers) --------------------------------------------------
+def inbox(shard: int) -> str:
+    """The ordered job queue of one shard (a stream, read by one worker at a time)."""
+    return f"{_tag(shard)}:inbox"
+
+
+def inbox_lease(shard: int) -> str:
+    """Names the one worker consuming this shard's inbox; fences the others out."""
+    return f"{_tag(shard)}:inbox-lease"
+
+
+def inbox_group() -> str:
+    """The consumer group of every inbox, shared by the workers (one reads at a time)."""
+    return "workers"
+
+
+def dead_letters(shard: int) -> str:
+    """Jobs of this shard that could never be applied, with the reason (a stream)."""
+    return f"{_tag(shard)}:dead"
+
+
+def workers() -> str:
+    """Sorted set of live workers: member = worker id, score = expiry time."""
+    return f"{PREFIX}:workers"

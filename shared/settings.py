@@ -7,6 +7,7 @@ builds its own.
 
 from __future__ import annotations
 
+import secrets
 import socket
 from enum import StrEnum
 from typing import Annotated
@@ -61,6 +62,15 @@ class Settings(BaseSettings):
     ROOM_HISTORY_SIZE: int = Field(default=1000, ge=1)
     ROOM_HISTORY_TTL: int = Field(default=86400, ge=1)
 
+    # Modules that register a backend's own event types (comma list), imported by
+    # workers and gateways so they check those types too.
+    EVENT_MODULES: Annotated[list[str], NoDecode] = []
+
+    # The job queue from producers to the workers: entries per shard before an enqueue
+    # pushes back, and how long it then waits for room before raising QueueFull.
+    PUBLISH_QUEUE_MAX: int = Field(default=100_000, ge=1)
+    PUBLISH_QUEUE_TIMEOUT: float = Field(default=10.0, ge=0)
+
     # Not in the public contract: the API key guarding POST /api/v1/events (unset = route off).
     EVENTS_API_KEY: str | None = None
     # Not in the public contract: how long (s) another instance's consumer groups may sit
@@ -82,6 +92,13 @@ class Settings(BaseSettings):
             unknown = [v for v in value if v not in allowed]
             if unknown:
                 raise ValueError(f"unsupported algorithm(s): {', '.join(map(str, unknown))}")
+        return value
+
+    @field_validator("EVENT_MODULES", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("WS_ALLOWED_ORIGINS", mode="before")
@@ -119,8 +136,15 @@ class Settings(BaseSettings):
         if not self.jwt_key:
             raise SettingsError("JWT_SECRET / JWT_PUBLIC_KEY: exactly one is required")
 
-    def instance_id(self, port: int) -> str:
-        return self.GATEWAY_INSTANCE_ID or f"{socket.gethostname()}-{port}"
+    def instance_id(self, port: int | None) -> str:
+        """GATEWAY_INSTANCE_ID, else host and port: stable across restarts of one
+        instance. Without a known port (the app made before the server binds one) a
+        random suffix keeps two gateways on one host apart; the lease on the id
+        (see gateway/node.py) refuses a live duplicate either way."""
+        if self.GATEWAY_INSTANCE_ID:
+            return self.GATEWAY_INSTANCE_ID
+        suffix = str(port) if port else f"x{secrets.token_hex(4)}"
+        return f"{socket.gethostname()}-{suffix}"
 
 
 class SettingsError(Exception):

@@ -1,7 +1,14 @@
 """The Dramatiq broker, set up before any actor is declared.
 
 Without an explicit broker Dramatiq silently creates a RabbitMQ one on
-localhost; importing this module first makes the Redis broker the global one.
+localhost; importing this module first makes ours the global one: a Redis
+broker for ENGINE=redis, Dramatiq's stub broker (actors run in threads of the
+gateway process) for ENGINE=memory.
+
+Dramatiq runs the backend's domain jobs and our actors. The publish path itself
+(the job queue of `workers.api`) is not a Dramatiq queue: it is consumed, shard by
+shard and in order, by `shared.engines.job_runner.JobRunner`, which `JobRunnerMiddleware` starts
+in every worker process next to Dramatiq's own threads.
 
 Three things differ from Dramatiq's defaults, all so that no job is lost or
 stuck for minutes when a worker or Redis fails (tests/e2e/test_worker_faults.py
@@ -39,12 +46,17 @@ import uuid
 from typing import Any
 
 import dramatiq
+from dramatiq import Broker
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import Middleware, Retries, default_middleware
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import CurrentMessage, Middleware, Retries, default_middleware
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.settings import Settings
+from shared.engines import build_engine
+from shared.engines.job_runner import JobRunner
+from shared.events import import_event_modules
+from shared.settings import Engine, Settings
 
 log = logging.getLogger("roomcast.broker")
 
@@ -104,17 +116,43 @@ class RoomcastRedisBroker(RedisBroker):  # type: ignore[misc]  # dramatiq is unt
         return super().consume(queue_name, prefetch=prefetch, timeout=timeout)
 
 
-def _middleware() -> list[Middleware]:
-    return [DurableRetries() if cls is Retries else cls() for cls in default_middleware]
+class JobRunnerMiddleware(Middleware):  # type: ignore[misc]  # dramatiq is untyped here
+    """Runs the job-queue consumer in every worker process, beside Dramatiq's threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._runner: JobRunner | None = None
+
+    def after_worker_boot(self, broker: Any, worker: Any) -> None:
+        if self._settings.ENGINE is Engine.MEMORY:
+            return  # the memory engine runs its own, in the gateway process
+        import_event_modules(self._settings.EVENT_MODULES)
+        self._runner = JobRunner(build_engine(self._settings))
+        self._runner.start()
+
+    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        if self._runner is not None:
+            self._runner.stop()
+            self._runner = None
 
 
-def build_broker(settings: Settings) -> RedisBroker:
+def _middleware(settings: Settings) -> list[Middleware]:
+    stack = [DurableRetries() if cls is Retries else cls() for cls in default_middleware]
+    # CurrentMessage: an actor publishing from inside its job derives its events' keys
+    # from the message id, so a retried job appends each event once (workers.api)
+    return [*stack, CurrentMessage(), JobRunnerMiddleware(settings)]
+
+
+def build_broker(settings: Settings) -> Broker:
+    if settings.ENGINE is Engine.MEMORY:
+        return StubBroker(middleware=_middleware(settings))
     return RoomcastRedisBroker(url=settings.broker_url, namespace=NAMESPACE,
-                               middleware=_middleware(), heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+                               middleware=_middleware(settings),
+                               heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
                                maintenance_chance=MAINTENANCE_CHANCE)
 
 
-def install_broker(settings: Settings) -> RedisBroker:
+def install_broker(settings: Settings) -> Broker:
     broker = build_broker(settings)
     dramatiq.set_broker(broker)
     return broker

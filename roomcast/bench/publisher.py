@@ -91,9 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from shared.settings import load_settings
     from workers.api import Backend
-    from workers.broker import build_broker
 
-    backend = Backend(build_broker(load_settings()))
+    backend = Backend(load_settings())
     rooms = [args.room_base + i for i in range(args.rooms)]
     pad = "x" * args.payload_bytes
     try:
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         return 1  # stdin closed before "go"
     finally:
-        backend.broker.close()
+        backend.close()
 
 
 if __name__ == "__main__":

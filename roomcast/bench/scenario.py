@@ -230,14 +230,13 @@ async def _grant(stack: BenchStack, states: list[ClientState]) -> None:
     def grant_all() -> None:
         from shared.settings import load_settings
         from workers.api import Backend
-        from workers.broker import build_broker
 
-        backend = Backend(build_broker(load_settings(REDIS_URL=stack.redis_url)))
+        backend = Backend(load_settings(REDIS_URL=stack.redis_url))
         try:
             for s in states:
                 backend.grant_access(s.user_id, s.room)
         finally:
-            backend.broker.close()
+            backend.close()
 
     await asyncio.to_thread(grant_all)
 

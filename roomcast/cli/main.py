@@ -126,9 +126,8 @@ def _backend_command(settings: Settings, args: argparse.Namespace) -> None:
 
     from shared.rooms import InvalidRoom
     from workers.api import Backend
-    from workers.broker import build_broker
 
-    backend = Backend(build_broker(settings))
+    backend = Backend(settings)
     try:
         if args.command == "publish":
             data = json.loads(args.data)
@@ -144,7 +143,7 @@ def _backend_command(settings: Settings, args: argparse.Namespace) -> None:
         print(f"roomcast: rejected: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
-        backend.broker.close()
+        backend.close()
 
 
 if __name__ == "__main__":

@@ -62,7 +62,6 @@ from tests.support.redis_fixture import running_redis
 from tests.support.stack import JWT_SECRET, Stack
 from tests.support.tokens import make_token
 from workers.api import Backend
-from workers.broker import build_broker
 
 pytestmark = pytest.mark.chaos
 
@@ -436,7 +435,7 @@ async def test_gateways_sigkilled_under_load_lose_nothing(chaos_stack: Stack) ->
     stack = chaos_stack
     settings = Settings(REDIS_URL=stack.redis_url, JWT_SECRET=JWT_SECRET,
                         STREAM_SHARDS=STREAM_SHARDS)
-    backend = Backend(build_broker(settings))
+    backend = Backend(settings)
     store = redis.Redis.from_url(stack.redis_url)
     sdk_log = logging.getLogger("roomcast.client")
     counter = DuplicateCounter()
@@ -497,7 +496,7 @@ async def test_gateways_sigkilled_under_load_lose_nothing(chaos_stack: Stack) ->
             await asyncio.gather(*(p.client.close() for p in probes), return_exceptions=True)
         sdk_log.removeHandler(counter)
         sdk_log.setLevel(old_level)
-        backend.broker.close()
+        backend.close()
         store.close()
 
     # -- the figures ----------------------------------------------------------------

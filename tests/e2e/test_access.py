@@ -22,7 +22,6 @@ from tests.support.stack import Gateway, Stack
 from tests.support.tokens import make_token
 from tests.support.ws import Frame, WsClient
 from workers.api import Backend
-from workers.broker import build_broker
 
 REVOCATION_DEADLINE = 1.0  # SPEC §5: every connection leaves within 1 s
 WORKER_DEADLINE = 10.0
@@ -30,9 +29,9 @@ WORKER_DEADLINE = 10.0
 
 @pytest.fixture
 def backend(settings: Settings) -> Iterator[Backend]:
-    b = Backend(build_broker(settings))
+    b = Backend(settings)
     yield b
-    b.broker.close()
+    b.close()
 
 
 @pytest_asyncio.fixture

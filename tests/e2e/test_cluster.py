@@ -16,7 +16,6 @@ from tests.support.stack import JWT_SECRET, Stack
 from tests.support.tokens import make_token
 from tests.support.ws import WsClient
 from workers.api import Backend
-from workers.broker import build_broker
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,7 @@ def cluster_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def cluster_stack(cluster_url: str, redis_server: RedisUnderTest) -> Iterator[Stack]:
-    # Dramatiq's broker needs a plain Redis: the queue lives beside the cluster.
+    # Dramatiq's broker (domain jobs) needs a plain Redis: it lives beside the cluster.
     s = Stack(cluster_url, env_overrides={"REDIS_CLUSTER": "true", "ACCESS_MODE": "open",
                                           "DRAMATIQ_BROKER_URL": redis_server.url,
                                           "STREAM_SHARDS": "8"})
@@ -40,7 +39,9 @@ def cluster_stack(cluster_url: str, redis_server: RedisUnderTest) -> Iterator[St
 
 async def test_events_fan_out_and_resume_on_a_cluster(cluster_stack: Stack, cluster_url: str,
                                                       redis_server: RedisUnderTest) -> None:
-    backend = Backend(build_broker(Settings(REDIS_URL=redis_server.url, JWT_SECRET=JWT_SECRET)))
+    # the job queue lives on the cluster too: one inbox per shard, in the shard's slot
+    backend = Backend(Settings(REDIS_URL=cluster_url, REDIS_CLUSTER=True, JWT_SECRET=JWT_SECRET,
+                               STREAM_SHARDS=8))
     rooms = [f"project:{n}" for n in range(1, 9)]  # spread over shards, so over slots
     a = await WsClient.open(cluster_stack.gateways[0].url, make_token(5001, "a"))
     b = await WsClient.open(cluster_stack.gateways[1].url, make_token(5002, "b"))
@@ -76,4 +77,4 @@ async def test_events_fan_out_and_resume_on_a_cluster(cluster_stack: Stack, clus
         assert gateway.status("/readyz") == 200
     for client in (a, b, c):
         await client.close()
-    backend.broker.close()
+    backend.close()

@@ -12,14 +12,13 @@ from tests.support.stack import Stack
 from tests.support.tokens import make_token
 from tests.support.ws import WsClient
 from workers.api import Backend
-from workers.broker import build_broker
 
 
 @pytest.fixture
 def backend(settings: Settings) -> Iterator[Backend]:
-    b = Backend(build_broker(settings))
+    b = Backend(settings)
     yield b
-    b.broker.close()
+    b.close()
 
 
 async def _member(stack: Stack, backend: Backend, gateway: int, user_id: int,

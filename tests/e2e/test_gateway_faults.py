@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from gateway.node import Node
 from shared import keys
+from shared.engines.redis.engine import RedisEngine
 from shared.rooms import shard_of
 from shared.settings import Settings
 from tests.support.delivery import (
@@ -235,8 +235,8 @@ async def test_pending_lists_stay_near_empty_after_a_burst(
 
 async def test_janitor_removes_groups_idle_past_the_threshold(
         stack: Stack, db: redis.Redis) -> None:
-    """`Node._janitor` run for real against the stack's Redis. Redis cannot fake a
-    consumer's idle time, so an in-process Node gets a small GATEWAY_JANITOR_IDLE
+    """The Redis event log's janitor run for real against the stack's Redis. Redis cannot
+    fake a consumer's idle time, so it runs in-process with a small GATEWAY_JANITOR_IDLE
     and a consumer really idles past it."""
     threshold_ms = 2500  # above a live gateway's idle (its reads block for 1 s at most)
     stream = keys.shard_stream(0)
@@ -247,7 +247,7 @@ async def test_janitor_removes_groups_idle_past_the_threshold(
     db.xgroup_createconsumer(stream, "workers", "w-1")
     settings = Settings(REDIS_URL=stack.redis_url, JWT_SECRET=JWT_SECRET,
                         STREAM_SHARDS=SHARDS, GATEWAY_JANITOR_IDLE=threshold_ms / 1000)
-    node = Node(settings, "janitor-test")
+    engine = RedisEngine(settings)
     try:
         def ghost_idle() -> int:
             consumers = db.xinfo_consumers(stream, "gw:ghost")
@@ -259,7 +259,7 @@ async def test_janitor_removes_groups_idle_past_the_threshold(
         # a gateway starting right now: a group with no consumer yet, at the stream's tail
         db.xgroup_create(stream, "gw:starting", id="$")
         made.append("gw:starting")
-        await node._janitor()
+        await engine.event_log.janitor("janitor-test", settings.GATEWAY_JANITOR_IDLE)
         names = group_names(db, 0)
         # gw:abandoned has no consumer and was last given an entry > threshold ago
         assert "gw:ghost" not in names and "gw:abandoned" not in names
@@ -271,8 +271,7 @@ async def test_janitor_removes_groups_idle_past_the_threshold(
         for group in made:
             if group in group_names(db, 0):
                 db.xgroup_destroy(stream, group)
-        await node.redis.aclose()
-        node.broker.close()
+        await engine.aclose()
 
 
 async def test_a_malformed_shard_entry_does_not_stop_the_gateway(

@@ -31,11 +31,10 @@ from shared.codec import parse_stream_id
 from shared.settings import Settings
 from tests.support.jwt_forge import claims, forge, unsigned
 from tests.support.redis_fixture import RedisUnderTest
-from tests.support.stack import JWT_SECRET, Stack
+from tests.support.stack import JWT_SECRET, SHARDS, Stack
 from tests.support.tokens import make_token
 from tests.support.ws import Frame, WsClient
 from workers.api import Backend
-from workers.broker import build_broker
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -419,7 +418,8 @@ class Bystanders:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def bystanders(hostile_stack: Stack, redis_server: RedisUnderTest
                      ) -> AsyncIterator[Bystanders]:
-    backend = Backend(build_broker(Settings(REDIS_URL=redis_server.url, JWT_SECRET=JWT_SECRET)))
+    backend = Backend(Settings(REDIS_URL=redis_server.url, JWT_SECRET=JWT_SECRET,
+                               STREAM_SHARDS=SHARDS))
     room = f"project:{_new_id()}"
     clients = []
     for gateway in hostile_stack.gateways:
@@ -431,7 +431,7 @@ async def bystanders(hostile_stack: Stack, redis_server: RedisUnderTest
     for client in clients:
         if not client.closed.is_set():
             await client.close()
-    backend.broker.close()
+    backend.close()
 
 
 # -- running one case -------------------------------------------------------------------

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 import redis
-from dramatiq.errors import QueueJoinTimeout
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from roomcast.cli.embedded_redis import EmbeddedRedis
 from shared import keys
+from shared.engines.jobs import from_fields
+from shared.engines.roles import EventJob
 from shared.rooms import shard_of
 from shared.settings import Settings
 from tests.support.delivery import (
@@ -32,12 +33,13 @@ from tests.support.delivery import (
     id_key,
     publish_direct,
     stack_on,
+    wait_sync,
 )
+from tests.support.jobs import jobs_outstanding
 from tests.support.redis_fixture import RedisUnderTest, running_redis
 from tests.support.stack import JWT_SECRET, Gateway, Stack
 from tests.support.ws import WsClient
 from workers.api import Backend
-from workers.broker import NAMESPACE, QUEUE_NAME, build_broker
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +62,10 @@ def stack(redis_server: RedisUnderTest) -> Iterator[Stack]:
 
 @pytest.fixture
 def backend(stack: Stack) -> Iterator[Backend]:
-    b = Backend(build_broker(Settings(REDIS_URL=stack.redis_url, JWT_SECRET=JWT_SECRET,
-                                      STREAM_SHARDS=SHARDS)))
+    b = Backend(Settings(REDIS_URL=stack.redis_url, JWT_SECRET=JWT_SECRET,
+                                      STREAM_SHARDS=SHARDS))
     yield b
-    b.broker.close()
+    b.close()
 
 
 # -- what Redis says ---------------------------------------------------------------------
@@ -77,26 +79,26 @@ def history_messages(db: redis.Redis, room: str) -> list[str]:
     return out
 
 
-def _join_queue(backend: Backend, db: redis.Redis, stack: Stack) -> None:
+def _join_queue(db: redis.Redis, stack: Stack) -> None:
     """Every job done; on a timeout, say where the unfinished ones are."""
     try:
-        backend.broker.join(QUEUE_NAME, timeout=60_000)
-    except QueueJoinTimeout:
-        acks = {k.decode(): db.scard(k) for k in db.scan_iter(f"{NAMESPACE}:__acks__.*")}
-        beats = db.zrange(f"{NAMESPACE}:__heartbeats__", 0, -1, withscores=True)
-        queued = db.llen(f"{NAMESPACE}:{QUEUE_NAME}")
-        raise AssertionError(f"jobs unfinished: queued {queued}, ack sets {acks}, "
-                             f"heartbeats {beats}\n{stack.workdir}") from None
+        wait_sync(lambda: jobs_outstanding(db) == 0, timeout=60, interval=0.1,
+                  what="every job done")
+    except AssertionError:
+        leases = {s: db.get(keys.inbox_lease(s)) for s in range(SHARDS)}
+        raise AssertionError(f"jobs unfinished: {jobs_outstanding(db)} queued, leases "
+                             f"{leases}, workers {db.zrange(keys.workers(), 0, -1)}\n"
+                             f"{stack.workdir}") from None
 
 
 def unfinished_keys(db: redis.Redis) -> set[str]:
-    """Event keys of publish jobs Dramatiq still holds (queued, fetched, or delayed)."""
+    """Event keys of the jobs still in the queue (queued, or taken and not completed)."""
     found = set()
-    for name in (f"{NAMESPACE}:{QUEUE_NAME}.msgs", f"{NAMESPACE}:{QUEUE_NAME}.DQ.msgs"):
-        for raw in db.hvals(name):
-            message = json.loads(raw)
-            if message["actor_name"] == "publish_event":
-                found.add(message["args"][0]["key"])
+    for shard in range(SHARDS):
+        for _, fields in db.xrange(keys.inbox(shard)):
+            job = from_fields(fields)
+            if isinstance(job, EventJob):
+                found.update(event.key for event in job.events)
     return found
 
 
@@ -221,7 +223,7 @@ async def test_redis_crash_with_aof_always_loses_no_acknowledged_publish(
           + ", ".join(f"{t:.2f} s" for t in flowing) + " from the start of redis-server")
 
     keys = await asyncio.to_thread(enqueuer.finish)
-    await asyncio.to_thread(_join_queue, backend, db, stack)
+    await asyncio.to_thread(_join_queue, db, stack)
     published = [k for r in rooms for k in history_messages(db, r)]
     assert len(published) == len(set(published)), "a publish was appended twice"
     assert set(keys) <= set(published), f"{len(set(keys) - set(published))} jobs lost"
@@ -249,7 +251,7 @@ async def test_dropped_redis_connections_are_retried_and_nothing_is_lost(
         killed += int(db.execute_command("CLIENT", "KILL", "TYPE", "normal"))
     keys = await asyncio.to_thread(enqueuer.finish)
     assert killed >= 3 * 4, f"only {killed} connections dropped"
-    await asyncio.to_thread(_join_queue, backend, db, stack)
+    await asyncio.to_thread(_join_queue, db, stack)
     published = [k for r in rooms for k in history_messages(db, r)]
     assert len(published) == len(set(published))
     assert set(keys) <= set(published)

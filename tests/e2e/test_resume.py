@@ -33,7 +33,6 @@ from tests.support.redis_fixture import RedisUnderTest
 from tests.support.stack import JWT_SECRET, Stack
 from tests.support.ws import WsClient
 from workers.api import Backend
-from workers.broker import build_broker
 
 MAIN_HISTORY = 3000  # > WS_SEND_QUEUE_MAX (1000): a full replay must not count as slow
 SHORT_HISTORY = 5
@@ -68,15 +67,15 @@ def ttl_stack(redis_server: RedisUnderTest) -> Iterator[Stack]:
 
 
 def _backend(stack: Stack) -> Backend:
-    return Backend(build_broker(Settings(REDIS_URL=stack.redis_url, JWT_SECRET=JWT_SECRET,
-                                         STREAM_SHARDS=SHARDS)))
+    return Backend(Settings(REDIS_URL=stack.redis_url, JWT_SECRET=JWT_SECRET,
+                                         STREAM_SHARDS=SHARDS))
 
 
 @pytest.fixture(scope="module")
 def backend(stack: Stack) -> Iterator[Backend]:
     b = _backend(stack)
     yield b
-    b.broker.close()
+    b.close()
 
 
 def _publish(backend: Backend, room: str, count: int, start: int = 0) -> list[str]:
@@ -216,7 +215,7 @@ async def test_since_trimmed_is_not_recovered(short_stack: Stack,
         for client in (watcher, trimmed, edge, held):
             await client.close()
     finally:
-        backend.broker.close()
+        backend.close()
         db.close()
 
 
@@ -287,7 +286,7 @@ async def test_expired_history_is_not_recovered(ttl_stack: Stack,
         assert all(id_key(f["id"]) > id_key(ids[-1]) for f in client.events(room))
         await client.close()
     finally:
-        backend.broker.close()
+        backend.close()
         db.close()
 
 

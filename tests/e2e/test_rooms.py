@@ -16,14 +16,13 @@ from tests.support.stack import SHARDS, Stack
 from tests.support.tokens import make_token
 from tests.support.ws import WsClient
 from workers.api import Backend
-from workers.broker import build_broker
 
 
 @pytest.fixture
 def backend(settings: Settings) -> Iterator[Backend]:
-    b = Backend(build_broker(settings))
+    b = Backend(settings)
     yield b
-    b.broker.close()
+    b.close()
 
 
 async def _connect(stack: Stack, gateway: int, user_id: int, name: str) -> WsClient:
@@ -95,6 +94,19 @@ async def test_presence_events_only_on_first_and_last_connection(
     assert [u["user_id"] for u in presence["data"]["users"]] == [watcher_id]
     await first.close()
     await watcher.close()
+
+
+async def test_an_event_published_once_connected_arrives_reaches_the_client(
+        stack: Stack, backend: Backend, unique_id: Callable[[], int]) -> None:
+    """The welcome is sent once the connection is in its own room: a notification
+    published the moment `connected` arrives is never before the join point."""
+    for _ in range(10):
+        uid = unique_id()
+        client = await _connect(stack, 0, uid, "quick")
+        backend.notify(uid, title="right away")
+        (got,) = await client.wait_events(f"user:{uid}", 1, type_="notification.new")
+        assert got["data"]["title"] == "right away"
+        await client.close()
 
 
 async def test_send_message_is_acked_and_published_to_the_room(

@@ -21,9 +21,10 @@ import redis
 
 from shared import keys
 from shared.codec import encode_event
+from shared.engines.redis.engine import RedisEngine
+from shared.engines.roles import AppendResult, PendingEvent
 from shared.rooms import shard_of
 from shared.settings import Settings
-from shared.stream_writer import StreamWriter
 from tests.support.stack import Stack
 from tests.support.tokens import make_token
 from tests.support.ws import WsClient
@@ -92,12 +93,21 @@ def wait_sync(probe: Callable[[], T], *, timeout: float = 10.0, interval: float 
 
 
 # -- publishing --------------------------------------------------------------------------
+class StreamWriter:
+    """Appends one event at a time exactly as a worker does (the same script)."""
+
+    def __init__(self, engine: RedisEngine) -> None:
+        self._writer = engine.writer
+
+    def append_event(self, room: str, encoded: bytes, key: str) -> AppendResult:
+        return self._writer.append([PendingEvent(key, room, encoded)])[0]
+
+
 def direct_writer(redis_url: str, **overrides: Any) -> tuple[StreamWriter, redis.Redis]:
-    """A StreamWriter exactly as a worker builds it (the same Lua script)."""
     settings = Settings(REDIS_URL=redis_url, JWT_SECRET="unused", STREAM_SHARDS=SHARDS,
                         **overrides)
     client = redis.Redis.from_url(redis_url)
-    return StreamWriter(client, settings), client
+    return StreamWriter(RedisEngine(settings)), client
 
 
 def message_event(room: str, n: int, size: int = 0) -> bytes:

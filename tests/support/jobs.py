@@ -1,13 +1,14 @@
-"""What the worker still has to do, read from Redis: the probe behind "all jobs done"."""
+"""What the workers still have to do, read from Redis: the probe behind "all jobs done"."""
 
 from __future__ import annotations
 
 import redis
 
-from workers.broker import NAMESPACE, QUEUE_NAME
+from shared import keys
+from tests.support.stack import SHARDS
 
 
-def jobs_outstanding(db: redis.Redis) -> int:
-    """Jobs queued, delayed, or fetched by a live or dead worker and not yet acked."""
-    return sum(int(db.hlen(f"{NAMESPACE}:{name}.msgs"))
-               for name in (QUEUE_NAME, f"{QUEUE_NAME}.DQ"))
+def jobs_outstanding(db: redis.Redis, shards: int = SHARDS) -> int:
+    """Jobs queued or taken by a worker and not yet completed, over every shard (a
+    completed job is deleted from its inbox in the same step that appends it)."""
+    return sum(int(db.xlen(keys.inbox(shard))) for shard in range(shards))

@@ -18,26 +18,17 @@ in between; then the replay stops there and the client gets `resync_required`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway.connection import IdKey
 from shared import keys
-from shared.codec import frame_from_entry, parse_stream_id, ws_text_frame
+from shared.codec import event_frame, parse_stream_id
+from shared.engines.recovery import recoverable
+from shared.engines.roles import ZERO_ID, IdKey, JoinPoint
 from shared.settings import Settings
 
-ZERO_ID = "0-0"
 REPLAY_PAGE = 64  # history entries read per round trip while replaying
-
-
-@dataclass(slots=True)
-class JoinPoint:
-    last_id: str  # latest event id of the room at the join, "0-0" when none
-    recovered: bool | None = None  # None: no `since` was asked
-    replayed: int = 0  # events the replay will send
-    replay: RedisReplayCursor | None = None
 
 
 def _text(value: bytes | None) -> str | None:
@@ -56,8 +47,7 @@ def _frames(entries: list[Any]) -> list[tuple[IdKey, bytes]]:
     frames = []
     for raw_id, fields in entries:
         entry_id = _text(raw_id) or ZERO_ID
-        frame = frame_from_entry(fields[b"e"], entry_id).encode()
-        frames.append((_id_key(entry_id), ws_text_frame(frame)))
+        frames.append((_id_key(entry_id), event_frame(fields[b"e"], entry_id)))
     return frames
 
 
@@ -96,7 +86,7 @@ class RedisReplayCursor:
         return _frames(entries)
 
 
-class RoomHistory:
+class RedisHistory:
     def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
         self._redis = client
         self._shards = settings.STREAM_SHARDS
@@ -118,7 +108,7 @@ class RoomHistory:
         if since is None:
             return point
         oldest = oldest_entries[0] if oldest_entries else None
-        point.recovered = _recoverable(since, first, last, _text(oldest[0]) if oldest else None)
+        point.recovered = recoverable(since, first, last, _text(oldest[0]) if oldest else None)
         if not point.recovered or last is None or since == last or len(replies) < 4:
             return point
         at_since, first_page = replies[2], replies[3]
@@ -132,21 +122,3 @@ class RoomHistory:
                                              since, after_n, last)
         return point
 
-
-def _recoverable(since: str, first: str | None, last: str | None, oldest: str | None) -> bool:
-    """True when every event after `since` is still held."""
-    wanted = parse_stream_id(since)
-    if wanted is None:
-        return False  # malformed
-    if last is None:
-        return wanted == (0, 0)  # a room with no events: nothing can have been missed
-    latest = _id_key(last)
-    if wanted > latest:
-        return False  # from the future: not an id this room gave out
-    if wanted == latest:
-        return True  # the client saw the latest event; nothing to replay
-    if oldest is None:
-        return False  # history expired
-    if wanted == (0, 0):
-        return oldest == first  # whole history asked: complete only if nothing was trimmed
-    return _id_key(oldest) <= wanted

@@ -1,4 +1,4 @@
-"""Reads the shard streams with this instance's own consumer group.
+"""One gateway's reader of the shard streams, with the instance's own consumer group.
 
 Guarantees: entries of one shard reach `on_entry` in stream order; an entry
 is acknowledged right after `on_entry` returns (the pending list stays near
@@ -11,24 +11,30 @@ recreated from the last id processed, and a gap in the shard's sequence numbers
 reported through `on_gap` so members can be told to resync. An entry that is
 not ours (a foreign writer, a corrupt field) is logged, acknowledged and
 skipped; no error ever ends the reader while it is running.
+
+`XREADGROUP >` is sent over a client that never retries on its own (a re-issued
+read would hand over a second batch while the first waits unseen in the pending
+list); the reader's own recovery replays the pending list instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys
-from shared.codec import ShardEntry, parse_stream_id
+from shared.codec import parse_stream_id
+from shared.engines.roles import LogEntry, LogSink
 
 log = logging.getLogger("roomcast.consumer")
 
@@ -46,12 +52,13 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _parse(raw_id: bytes | str, fields: dict[bytes, bytes]) -> ShardEntry | None:
-    """The entry, or None when it is not one our publish script wrote."""
+def _parse(raw_id: bytes | str, fields: dict[bytes, bytes]) -> LogEntry | None:
+    """The entry, or None when it is not one our scripts wrote."""
     if b"q" not in fields:
         return None  # without its sequence number it would look like a gap
     try:
-        entry = ShardEntry.from_fields(raw_id, fields)
+        entry = LogEntry(id=_text(raw_id), room=fields[b"r"].decode(), seq=int(fields[b"q"]),
+                         encoded=fields[b"e"])
     except (KeyError, ValueError, UnicodeDecodeError):
         return None
     if not entry.is_control and not (entry.encoded.startswith(b"{")
@@ -61,21 +68,22 @@ def _parse(raw_id: bytes | str, fields: dict[bytes, bytes]) -> ShardEntry | None
 
 
 class ShardConsumer:
-    def __init__(self, client: aioredis.Redis, instance_id: str, shards: Sequence[int],
-                 on_entry: Callable[[int, ShardEntry], None],
-                 on_gap: Callable[[int], Awaitable[None]],
-                 on_flush: Callable[[], None] = lambda: None) -> None:
+    """Reads some shards (all of them, or one on a Redis Cluster) in one loop."""
+
+    def __init__(self, reader: aioredis.Redis, client: aioredis.Redis, instance_id: str,
+                 shards: Sequence[int], sink: LogSink) -> None:
+        self._reader = reader  # never retries: see the module doc
         self._redis = client
         self._group = keys.gateway_group(instance_id)
         self._consumer = instance_id
         self._shards = list(shards)
         self._streams = {s: keys.shard_stream(s) for s in self._shards}
         self._shard_by_stream = {stream: shard for shard, stream in self._streams.items()}
-        self._on_entry = on_entry
-        self._on_gap = on_gap
+        self._on_entry = sink.on_entry
+        self._on_gap = sink.on_gap
         # Called after each run of entries, before anything else may run: what
         # on_entry gathered is written before the reader yields or reports a gap.
-        self._on_flush = on_flush
+        self._on_flush = sink.on_flush
         self.last_id: dict[int, str] = {}
         self.last_seq: dict[int, int] = {}
         self.healthy = False
@@ -154,6 +162,10 @@ class ShardConsumer:
     def stop(self) -> None:
         self._stopping = True
 
+    @property
+    def streams(self) -> dict[int, str]:
+        return self._streams
+
     async def _start(self) -> None:
         await self.ensure_groups()
         await self.ack_leftovers()
@@ -176,8 +188,8 @@ class ShardConsumer:
 
     async def _read_once(self) -> None:
         streams = {stream: ">" for stream in self._streams.values()}
-        reply = await self._redis.xreadgroup(self._group, self._consumer, streams,
-                                             count=READ_COUNT, block=BLOCK_MS)
+        reply = await self._reader.xreadgroup(self._group, self._consumer, streams,
+                                              count=READ_COUNT, block=BLOCK_MS)
         self.last_read_at = time.monotonic()
         if not reply:
             return
@@ -261,3 +273,54 @@ class ShardConsumer:
     async def destroy_groups(self) -> None:
         for stream in self._streams.values():
             await self._redis.xgroup_destroy(stream, self._group)
+
+
+class RedisLogReader:
+    """LogReader: one ShardConsumer per group of shards, run side by side."""
+
+    def __init__(self, reader: aioredis.Redis, client: aioredis.Redis, instance_id: str,
+                 groups: list[list[int]], sink: LogSink) -> None:
+        self._redis = client
+        self._consumers = [ShardConsumer(reader, client, instance_id, shards, sink)
+                           for shards in groups]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def healthy(self) -> bool:
+        return all(c.healthy for c in self._consumers)
+
+    async def start(self) -> None:
+        for consumer in self._consumers:
+            await consumer.ensure_groups()  # from here on, nothing appended is missed
+
+    async def run(self) -> None:
+        self._tasks = [asyncio.create_task(c.run()) for c in self._consumers]
+        await asyncio.gather(*self._tasks)
+
+    def stop(self) -> None:
+        for consumer in self._consumers:
+            consumer.stop()
+        for task in self._tasks:
+            task.cancel()
+
+    async def close(self, *, forget: bool) -> None:
+        self.stop()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if forget:
+            with contextlib.suppress(RedisError, OSError):
+                for consumer in self._consumers:
+                    await consumer.destroy_groups()
+
+    async def lag_seconds(self) -> dict[int, float]:
+        """Per shard: age of the newest entry behind the last one this gateway processed."""
+        lag = {}
+        for consumer in self._consumers:
+            for shard, stream in consumer.streams.items():
+                info = await self._redis.xinfo_stream(stream)
+                newest = parse_stream_id(_text(info.get("last-generated-id") or b""))
+                done = parse_stream_id(consumer.last_id.get(shard, "0-0"))
+                lag[shard] = ((newest[0] - done[0]) / 1000
+                              if newest and done and newest > done else 0.0)
+        return lag

@@ -1,0 +1,1 @@
+"""The memory engine: every role in one process, no Redis (ENGINE=memory)."""

@@ -1,0 +1,140 @@
+"""Presence and connection slots over all gateways, in Redis.
+
+Every entry carries an expiry score that its gateway refreshes each heartbeat,
+so the entries of a gateway that crashed free themselves within
+`EXPIRY_HEARTBEATS` intervals without anyone cleaning up after it. `sweep` then
+finds the users such a crash took out of a room (one gateway sweeps per
+interval, whoever takes the lock), so one `user_left` goes out for each.
+
+Every script answers the same when a call is retried after a lost reply, so the
+client may retry them (see client.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import redis.asyncio as aioredis
+
+from shared import keys
+from shared.engines.redis.scripts import source
+from shared.engines.roles import RoomMember
+
+EXPIRY_HEARTBEATS = 2.5  # < 3 intervals: a crashed gateway's slots are gone in time
+SCAN_BATCH = 200
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisPresence:
+    def __init__(self, client: aioredis.Redis, instance_id: str,
+                 heartbeat_interval: float) -> None:
+        self._redis = client
+        self._instance_id = instance_id
+        self._ttl = heartbeat_interval * EXPIRY_HEARTBEATS
+        self._interval_ms = max(1, int(heartbeat_interval * 1000))
+        self._claim = client.register_script(source("claim_slot"))
+        self._enter = client.register_script(source("presence_enter"))
+        self._leave = client.register_script(source("presence_leave"))
+        self._sweep = client.register_script(source("presence_sweep"))
+
+    def _expiry(self) -> tuple[float, float]:
+        now = time.time()
+        return now, now + self._ttl
+
+    # -- connection slots -------------------------------------------------------------
+    async def claim_slot(self, user_id: int, connection_id: str, limit: int) -> bool:
+        now, expiry = self._expiry()
+        if not await self._claim(keys=[keys.user_connections(user_id)],
+                                 args=[now, expiry, connection_id, limit]):
+            return False
+        held = keys.instance_slots(self._instance_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(held, f"{user_id}|{connection_id}")
+            pipe.pexpireat(held, int(expiry * 1000))
+            await pipe.execute()
+        return True
+
+    async def release_slot(self, user_id: int, connection_id: str) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.user_connections(user_id), connection_id)
+            pipe.srem(keys.instance_slots(self._instance_id), f"{user_id}|{connection_id}")
+            await pipe.execute()
+
+    async def free_previous_run(self) -> None:
+        held = keys.instance_slots(self._instance_id)
+        for raw in await self._redis.smembers(held):
+            user_id, _, connection_id = _text(raw).partition("|")
+            await self._redis.zrem(keys.user_connections(int(user_id)), connection_id)
+        await self._redis.delete(held)
+
+    # -- presence -------------------------------------------------------------------------
+    def _room_keys(self, room: str, user_id: int) -> list[str]:
+        return [keys.room_presence(room), keys.room_user_connections(room, user_id),
+                keys.room_presence_names(room)]
+
+    async def enter(self, room: str, user_id: int, username: str, connection_id: str) -> bool:
+        now, expiry = self._expiry()
+        first = await self._enter(keys=self._room_keys(room, user_id),
+                                  args=[now, expiry, connection_id, user_id, username])
+        await self._redis.sadd(keys.presence_rooms(), room)
+        return bool(first)
+
+    async def leave(self, room: str, user_id: int, connection_id: str) -> bool:
+        now, _ = self._expiry()
+        last = await self._leave(keys=self._room_keys(room, user_id),
+                                 args=[now, 0, connection_id, user_id, ""])
+        return bool(last)
+
+    async def members(self, room: str) -> list[RoomMember]:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrangebyscore(keys.room_presence(room), time.time(), "+inf")
+            pipe.hgetall(keys.room_presence_names(room))
+            user_ids, names = await pipe.execute()
+        named = {_text(k): _text(v) for k, v in names.items()}
+        return sorted((RoomMember(int(uid), named.get(_text(uid)) or f"user-{int(uid)}")
+                       for uid in user_ids), key=lambda m: m.user_id)
+
+    # -- heartbeat ------------------------------------------------------------------------
+    async def refresh(self, slots: Iterable[tuple[int, str]],
+                      memberships: Iterable[tuple[str, int, str]]) -> None:
+        _, expiry = self._expiry()
+        expire_ms = int(expiry * 1000)
+        rooms: set[str] = set()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.pexpireat(keys.instance_slots(self._instance_id), expire_ms)
+            for user_id, connection_id in slots:
+                pipe.zadd(keys.user_connections(user_id), {connection_id: expiry}, xx=True)
+                pipe.pexpireat(keys.user_connections(user_id), expire_ms)
+            for room, user_id, connection_id in memberships:
+                rooms.add(room)
+                pipe.zadd(keys.room_user_connections(room, user_id), {connection_id: expiry},
+                          xx=True)
+                pipe.pexpireat(keys.room_user_connections(room, user_id), expire_ms)
+                pipe.zadd(keys.room_presence(room), {str(user_id): expiry}, xx=True)
+                pipe.pexpireat(keys.room_presence(room), expire_ms)
+                pipe.pexpireat(keys.room_presence_names(room), expire_ms)
+            if rooms:  # re-register: heals a room the sweeper dropped while we entered it
+                pipe.sadd(keys.presence_rooms(), *rooms)
+            await pipe.execute()
+
+    async def sweep(self) -> list[tuple[str, RoomMember]]:
+        taken = await self._redis.set(keys.presence_sweeper(), self._instance_id, nx=True,
+                                      px=self._interval_ms)
+        if not taken:
+            return []
+        gone: list[tuple[str, RoomMember]] = []
+        async for raw_room in self._redis.sscan_iter(keys.presence_rooms(), count=SCAN_BATCH):
+            room = _text(raw_room)
+            presence = keys.room_presence(room)
+            pairs = await self._sweep(keys=[presence, keys.room_presence_names(room)],
+                                      args=[time.time()])
+            for i in range(0, len(pairs), 2):
+                user_id = int(pairs[i])
+                gone.append((room, RoomMember(user_id, _text(pairs[i + 1]) or f"user-{user_id}")))
+            if not await self._redis.exists(presence):
+                await self._redis.srem(keys.presence_rooms(), room)
+        return gone
