@@ -49,7 +49,8 @@ from fastapi.testclient import TestClient
 from gateway.app import create_app
 from shared.settings import Settings
 
-assert Path(gateway.__file__).resolve().is_relative_to(Path(sys.argv[1]).resolve()), gateway.__file__
+origin = Path(gateway.__file__).resolve()
+assert origin.is_relative_to(Path(sys.argv[1]).resolve()), origin
 app = create_app(Settings(JWT_SECRET="s" * 40, REDIS_URL="redis://127.0.0.1:9/0"))
 client = TestClient(app)
 for name in ("roomcast.js", "roomcast.d.ts"):
