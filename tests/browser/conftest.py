@@ -10,16 +10,25 @@ from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwrigh
 
 from shared.settings import Settings
 from tests.support.browser import launch, page_server
-from tests.support.redis_fixture import RedisUnderTest
+from tests.support.redis_fixture import RedisUnderTest, running_redis
 from tests.support.stack import JWT_SECRET, Stack
 from workers.api import Backend
 from workers.broker import build_broker
 
+# One stack and one browser for the whole package: starting them is most of the
+# cost. Tests use unique rooms and users, and restart any gateway they kill.
 
-@pytest.fixture(scope="module")
-def stack(redis_server: RedisUnderTest) -> Iterator[Stack]:
+
+@pytest.fixture(scope="package")
+def browser_redis() -> Iterator[RedisUnderTest]:
+    with running_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
+def stack(browser_redis: RedisUnderTest) -> Iterator[Stack]:
     """A worker and two gateways; rooms open to any token (as `roomcast up` runs)."""
-    s = Stack(redis_server.url, env_overrides={"ACCESS_MODE": "open"})
+    s = Stack(browser_redis.url, env_overrides={"ACCESS_MODE": "open"})
     s.start_worker()
     s.add_gateway()
     s.add_gateway()
@@ -27,7 +36,7 @@ def stack(redis_server: RedisUnderTest) -> Iterator[Stack]:
     s.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def backend(stack: Stack) -> Iterator[Backend]:
     """What a backend job uses to publish: workers.api on the stack's Redis."""
     b = Backend(build_broker(Settings(REDIS_URL=stack.redis_url, JWT_SECRET=JWT_SECRET)))
@@ -35,13 +44,13 @@ def backend(stack: Stack) -> Iterator[Backend]:
     b.broker.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[BrowserContext]:
     context = launch(playwright, tmp_path_factory.mktemp("chromium-profile"))
@@ -57,7 +66,7 @@ def page(browser: BrowserContext) -> Iterator[Page]:
     p.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def app_origin() -> Iterator[tuple[str, dict[str, str]]]:
     with page_server() as served:
         yield served
