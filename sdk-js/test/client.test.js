@@ -370,3 +370,23 @@ test("a page reload resumes from the resume store", async () => {
   assert.deepEqual(since, { "user:7": "3-0", "project:1": "8-0" });
   after.close();
 });
+
+test("refreshes the session before the token expires, with the token function's next token", async () => {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  let issued = 0;
+  const mint = () => `${b64({ alg: "HS256" })}.${b64({ sub: "7", exp: Math.floor(Date.now() / 1000) + 2, n: ++issued })}.sig`;
+  const server = scriptedServer();
+  const c = client(server, { token: mint });
+  c.connect();
+  await until(() => server.sockets.length === 1, "a socket");
+  const ws = server.last();
+  ws.hello();
+  ws.answerJoins();
+  await until(() => ws.of("refresh").length === 1, "a refresh before exp", 3000);
+  const [refresh] = ws.of("refresh");
+  assert.equal(refresh.data.token.split(".").length, 3);
+  assert.notEqual(refresh.data.token, ws.protocols[1]); // the next token, not the one in use
+  ws.push({ type: "refreshed", ref: refresh.ref, data: { expires_at: 0 } });
+  assert.equal(server.sockets.length, 1);
+  c.close();
+});

@@ -9,11 +9,13 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright
 
 from shared.settings import Settings
-from tests.support.browser import launch, page_server
+from tests.support.browser import Pages, launch, page_server
 from tests.support.redis_fixture import RedisUnderTest, running_redis
 from tests.support.stack import JWT_SECRET, Stack
 from workers.api import Backend
 from workers.broker import build_broker
+
+Origin = tuple[str, Pages]  # an app's origin and the pages it serves
 
 # One stack and one browser for the whole package: starting them is most of the
 # cost. Tests use unique rooms and users, and restart any gateway they kill.
@@ -67,12 +69,12 @@ def page(browser: BrowserContext) -> Iterator[Page]:
 
 
 @pytest.fixture(scope="package")
-def app_origin() -> Iterator[tuple[str, dict[str, str]]]:
+def app_origin() -> Iterator[Origin]:
     with page_server() as served:
         yield served
 
 
-def harness(origin: str, pages: dict[str, str], gateway_http: str) -> str:
+def harness(origin: str, pages: Pages, gateway_http: str) -> str:
     """A blank app page that imports the SDK from the gateway as `window.roomcast`."""
     pages["/harness.html"] = f"""<!doctype html><meta charset="utf-8"><title>harness</title>
 <script type="module">
@@ -83,6 +85,6 @@ window.roomcast = roomcast;
     return f"{origin}/harness.html"
 
 
-def open_harness(page: Page, app_origin: tuple[str, dict[str, str]], gateway_http: str) -> None:
+def open_harness(page: Page, app_origin: Origin, gateway_http: str) -> None:
     page.goto(harness(*app_origin, gateway_http))
     page.wait_for_function("window.roomcast !== undefined")

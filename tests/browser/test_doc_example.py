@@ -9,6 +9,7 @@ from pathlib import Path
 
 from playwright.sync_api import ConsoleMessage, Page
 
+from tests.browser.conftest import Origin
 from tests.support.stack import Stack
 from tests.support.tokens import make_token
 from workers.api import Backend
@@ -29,7 +30,7 @@ def test_the_doc_example_has_ten_lines() -> None:
 
 
 def test_the_doc_example_works_as_written(
-        page: Page, stack: Stack, backend: Backend, app_origin: tuple[str, dict[str, str]],
+        page: Page, stack: Stack, backend: Backend, app_origin: Origin,
         unique_id: Callable[[], int]) -> None:
     origin, pages = app_origin
     first, second = stack.gateways

@@ -1,6 +1,7 @@
 """roomcast.js in Debian's chromium against real gateways, a real worker and Redis:
 a backend event reaches the page; a SIGKILLed gateway costs the page nothing
-(every event once, in stream order); a send made offline arrives once."""
+(every event once, in stream order); a send made offline arrives once; a
+session outlives its short-lived token by refreshing it."""
 
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ from typing import Any
 
 from playwright.sync_api import Page, WebSocket
 
-from tests.browser.conftest import open_harness
+from tests.browser.conftest import Origin, open_harness
 from tests.support.browser import ARTIFACTS
 from tests.support.stack import Stack
 from tests.support.tokens import make_token
 from workers.api import Backend
-
-Origin = tuple[str, dict[str, str]]
 
 # Creates a client in the page that records every event (with the page's clock).
 _CONNECT = """async ([name, urls, token, room, options]) => {
@@ -201,3 +200,39 @@ def _room_stream(events: list[dict[str, Any]], room: str) -> list[str]:
             if e["type"] == "task.created" and e["data"]["title"] == "fence":
                 break
     return ids
+
+
+def test_session_outlives_its_token_by_refreshing_it(
+        page: Page, stack: Stack, app_origin: Origin, unique_id: Callable[[], int]) -> None:
+    """The gateway closes with 4401 at a token's exp unless it was refreshed; the
+    page's token function (an app's token endpoint) gives 3-second tokens."""
+    origin, pages = app_origin
+    user, room = unique_id(), f"task:{unique_id()}"
+    pages[f"/token/{user}"] = lambda: make_token(user, "fay", ttl=3)
+    refreshes: list[str] = []
+
+    def watch(ws: WebSocket) -> None:
+        ws.on("framesent", lambda payload: refreshes.append(str(payload))
+              if '"refresh"' in str(payload) else None)
+
+    page.on("websocket", watch)
+    open_harness(page, app_origin, stack.gateways[0].http)
+    page.evaluate("() => { window.seen = {}; }")
+    page.evaluate(f"""() => {{ window.tokens = []; window.fetchToken = () =>
+        fetch("{origin}/token/{user}").then((r) => r.text())
+          .then((t) => {{ window.tokens.push(t); return t; }}); }}""")
+    page.evaluate("""async ([url, room]) => {
+      const client = new roomcast.RoomcastClient([url], { token: window.fetchToken });
+      window.fay = client;
+      window.seen.fay = [];
+      client.on("*", (e) => window.seen.fay.push({ ...e, at: Date.now() }));
+      await client.join(room);
+    }""", [stack.gateways[0].url, room])
+    first_exp = page.evaluate("roomcast.tokenExpiry(window.tokens[0]) ?? 0")
+    assert first_exp > 0
+    # Past the first token's exp (and the second's): the same connection is still open.
+    page.wait_for_function("exp => Date.now() > exp + 3500", arg=first_exp, timeout=10_000)
+    assert page.evaluate("fay.state") == "open"
+    kinds = [e["type"] for e in _seen(page, "fay")]
+    assert "disconnected" not in kinds and kinds.count("connected") == 1, kinds
+    assert len(refreshes) >= 2, refreshes

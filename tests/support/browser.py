@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,17 +37,22 @@ def launch(playwright: Playwright, user_data_dir: Path) -> BrowserContext:
         viewport={"width": 1280, "height": 800})
 
 
+# A page's HTML, or a function making a response on each request (a token endpoint).
+Pages = dict[str, str | Callable[[], str]]
+
+
 class _Pages(BaseHTTPRequestHandler):
-    pages: dict[str, str] = {}
+    pages: Pages = {}
 
     def do_GET(self) -> None:
         body = self.pages.get(self.path.split("?", 1)[0])
         if body is None:
             self.send_error(404)
             return
-        data = body.encode()
+        dynamic = callable(body)
+        data = (body() if callable(body) else body).encode()
         self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Type", "text/plain" if dynamic else "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -57,10 +62,10 @@ class _Pages(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def page_server() -> Iterator[tuple[str, dict[str, str]]]:
+def page_server() -> Iterator[tuple[str, Pages]]:
     """An app's own origin (not a gateway's), serving the HTML put in the returned dict:
     pages loaded from it import /sdk/roomcast.js cross-origin, as a real app does."""
-    pages: dict[str, str] = {}
+    pages: Pages = {}
     handler = type("Pages", (_Pages,), {"pages": pages})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="test-pages", daemon=True)
