@@ -9,8 +9,10 @@ events of one request are appended in their order.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request
@@ -31,6 +33,18 @@ router.add_api_websocket_route("/api/v1/ws/connect", websocket_endpoint)
 _INSPECTOR = resources.files("gateway").joinpath("static/inspector.html")
 READY_TIMEOUT = 2.0
 MAX_EVENTS_PER_REQUEST = 1000
+# The browser SDK: its media types, by file. A wheel ships it in gateway/static/sdk/
+# (pyproject force-include); a source checkout serves sdk-js/ itself.
+_SDK_FILES = {"roomcast.js": "text/javascript; charset=utf-8",
+              "roomcast.d.ts": "application/typescript; charset=utf-8"}
+
+
+@functools.cache
+def _sdk_text(name: str) -> str:
+    packaged = resources.files("gateway").joinpath("static/sdk", name)
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[1] / "sdk-js" / name).read_text(encoding="utf-8")
 
 
 def _node(request: Request) -> Node:
@@ -41,6 +55,16 @@ def _node(request: Request) -> Node:
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def inspector() -> HTMLResponse:
     return HTMLResponse(_INSPECTOR.read_text())
+
+
+@router.get("/sdk/{name}", include_in_schema=False)
+async def sdk(name: str) -> Response:
+    media_type = _SDK_FILES.get(name)
+    if media_type is None:
+        raise HTTPException(404, "not found")
+    # Any origin may import the module: it is public code, sent without credentials.
+    return Response(_sdk_text(name), media_type=media_type,
+                    headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"})
 
 
 @router.get("/healthz")
