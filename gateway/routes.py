@@ -24,7 +24,7 @@ from gateway.node import Node
 from gateway.ws_endpoint import websocket_endpoint
 from shared.engines.roles import EventJob, Job, QueueFull
 from shared.events import InvalidEvent, UnknownEventType
-from shared.publishing import event_from_payload, grant_job, link_job, revoke_job
+from shared.publishing import event_from_payload, grant_job, link_job, revoke_job, room_name
 from shared.schema import events_schema
 
 router = APIRouter()
@@ -152,3 +152,15 @@ async def change_access(request: Request, change: AccessChange,
         raise HTTPException(422, str(exc)) from None
     await _enqueue(node, [job])
     return {"queued": change.op}
+
+
+@router.get("/api/v1/access")
+async def check_access(request: Request, user_id: int, room: str,
+                       x_api_key: str | None = Header(default=None)) -> dict[str, bool]:
+    """Whether `user_id` may join `room` now: what `Grant.wait` asks a remote gateway."""
+    node = _node(request)
+    _check_key(node, x_api_key)
+    try:
+        return {"allowed": await node.engine.access.allowed(user_id, room_name(room))}
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None

@@ -36,12 +36,12 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from dramatiq.middleware import CurrentMessage
 
 from shared.engines import Engine, build_engine
-from shared.engines.roles import EventJob, Job, PendingEvent, QueueFull
+from shared.engines.roles import EventJob, EventWriter, Job, PendingEvent, QueueFull, SyncJobQueue
 from shared.events import InvalidEvent, UnknownEventType, register_event_type
 from shared.publishing import (
     DEFAULT_SENDER,
@@ -54,9 +54,10 @@ from shared.publishing import (
 )
 from shared.settings import Settings, load_settings
 from workers.helpers import EventHelpers
+from workers.remote import RemoteError, RemoteTarget
 
 __all__ = ["AsyncBackend", "Backend", "Batch", "Grant", "InvalidEvent", "JobPublisher",
-           "QueueFull", "UnknownEventType", "aio", "batch", "event", "grant_access",
+           "QueueFull", "RemoteError", "UnknownEventType", "aio", "batch", "event", "grant_access",
            "job_publisher", "link_room", "message", "message_deleted", "message_edited",
            "new_key", "notify", "project_archived", "project_updated", "publish",
            "publish_many", "register_event_type", "revoke_access", "task_assigned",
@@ -73,17 +74,33 @@ def _events(settings: Settings, events: Iterable[Mapping[str, Any] | PendingEven
             for e in events]
 
 
+class GrantCheck(Protocol):
+    def granted(self, user_id: int, room: str) -> bool: ...
+
+
+class Target(Protocol):
+    """Where a Backend's jobs go: an engine, or a gateway's backend API (remote.py)."""
+
+    @property
+    def sync_jobs(self) -> SyncJobQueue: ...
+
+    @property
+    def access_store(self) -> GrantCheck: ...
+
+    def close(self) -> None: ...
+
+
 class Grant:
     """A grant on its way to the worker; `wait` returns once it is in force."""
 
-    def __init__(self, engine: Engine, user_id: int, room: str) -> None:
-        self._engine, self.user_id, self.room = engine, user_id, room
+    def __init__(self, target: Target, user_id: int, room: str) -> None:
+        self._target, self.user_id, self.room = target, user_id, room
 
     def wait(self, timeout: float = 5.0) -> bool:
         """True once a gateway would admit the user; False after `timeout` seconds
         (no worker running, or one far behind)."""
         deadline = time.monotonic() + timeout
-        while not self._engine.access_store.granted(self.user_id, self.room):
+        while not self._target.access_store.granted(self.user_id, self.room):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(GRANT_POLL)  # poll with a deadline
@@ -91,10 +108,15 @@ class Grant:
 
 
 class Backend(EventHelpers[str]):
-    def __init__(self, settings: Settings | None = None, *, engine: Engine | None = None
+    def __init__(self, settings: Settings | None = None, *, engine: Target | None = None
                  ) -> None:
-        self.settings = settings or (engine.settings if engine else load_settings())
-        self.engine = engine or build_engine(self.settings)
+        self.settings = settings or load_settings()
+        self.engine: Target = engine or build_engine(self.settings)
+
+    @classmethod
+    def remote(cls, url: str, api_key: str, settings: Settings | None = None) -> Backend:
+        """Publish through a gateway's backend API (EVENTS_API_KEY), for any engine."""
+        return cls(settings or Settings(), engine=RemoteTarget(url, api_key))
 
     def enqueue(self, jobs: Sequence[Job], *, timeout: float | None = None) -> None:
         self.engine.sync_jobs.enqueue(jobs, timeout=timeout)
@@ -177,6 +199,8 @@ class Batch(EventHelpers[str]):
 
 
 class AsyncGrant:
+    """A grant on its way to the worker; `await wait()` returns once it is in force."""
+
     def __init__(self, engine: Engine, user_id: int, room: str) -> None:
         self._engine, self.user_id, self.room = engine, user_id, room
 
@@ -244,8 +268,9 @@ class JobPublisher(EventHelpers[str]):
     job publishes gets the key `job:<message id>:<n>`, so a retried job appends each
     of its events once, and in the job's order."""
 
-    def __init__(self, backend: Backend, message_id: str) -> None:
-        self._backend = backend
+    def __init__(self, settings: Settings, writer: EventWriter, message_id: str) -> None:
+        self._settings = settings
+        self._writer = writer
         self._message_id = message_id
         self._count = 0
 
@@ -264,22 +289,22 @@ class JobPublisher(EventHelpers[str]):
     def publish_many(self, events: Iterable[Mapping[str, Any]]) -> list[str]:
         payloads = [e if e.get("key") else {**e, "key": self._next_key()}
                     for e in events]
-        pending = _events(self._backend.settings, payloads)
-        self._backend.engine.writer.append(pending)
+        pending = _events(self._settings, payloads)
+        self._writer.append(pending)
         return [p.key for p in pending]
 
 
 _job_state = threading.local()
 
 
-def _job_publisher(backend: Backend) -> JobPublisher:
+def _job_publisher(settings: Settings) -> JobPublisher:
     message = CurrentMessage.get_current_message()
     if message is None:
         raise RuntimeError("job_publisher() publishes from inside a Dramatiq job; "
                            "elsewhere use the module's helpers (they queue the events)")
     current: JobPublisher | None = getattr(_job_state, "publisher", None)
     if current is None or getattr(_job_state, "message_id", None) != message.message_id:
-        current = JobPublisher(backend, message.message_id)
+        current = JobPublisher(settings, _job_engine().writer, message.message_id)
         _job_state.publisher, _job_state.message_id = current, message.message_id
     return current
 
@@ -311,8 +336,15 @@ class _AioBackends:
 aio: Any = _AioBackends()
 
 
+@functools.cache
+def _job_engine() -> Engine:
+    """The engine jobs in this process append to (made once, after Dramatiq forks)."""
+    return build_engine(default_backend().settings)
+
+
 def job_publisher() -> JobPublisher:
-    return _job_publisher(default_backend())
+    """For code inside a Dramatiq job: appends directly (see JobPublisher)."""
+    return _job_publisher(default_backend().settings)
 
 
 def publish(event: Mapping[str, Any]) -> str:

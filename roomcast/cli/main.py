@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     wk = sub.add_parser("worker", help="the Dramatiq worker for workers.actors")
     wk.add_argument("--processes", type=int, default=1)
     wk.add_argument("--threads", type=int, default=8)
+    wk.add_argument("modules", nargs="*", metavar="MODULE",
+                    help="your own actor modules, run beside roomcast's (domain jobs)")
 
     tk = sub.add_parser("token", help="print a development JWT")
     tk.add_argument("--user-id", type=int, required=True)
@@ -102,15 +104,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"roomcast: bad setting {exc}", file=sys.stderr)
             raise SystemExit(2) from None
     elif command == "worker":
-        # Dramatiq's Redis consumer has no blocking pop: an idle worker polls with a
-        # backoff capped at `dramatiq_worker_timeout` ms (default 1000, which adds up
-        # to a second to an event on a quiet system). 20 ms caps that wait for about
-        # 50 tiny Lua calls a second per idle worker process.
-        os.environ.setdefault("dramatiq_worker_timeout", "20")
+        # An idle consumer waits this long (ms) per blocking pop on its wake-up list
+        # (workers/broker.py: WakingConsumer); an enqueue wakes it at once.
+        os.environ.setdefault("dramatiq_worker_timeout", "1000")
         # Dramatiq prefetches 2 x threads jobs per queue; our jobs take a millisecond,
         # so a deeper prefetch keeps the threads busy under load.
         os.environ.setdefault("dramatiq_queue_prefetch", "32")
-        argv_worker = [sys.executable, "-m", "dramatiq", "workers.actors",
+        argv_worker = [sys.executable, "-m", "dramatiq", "workers.actors", *args.modules,
                        "--processes", str(args.processes), "--threads", str(args.threads)]
         os.execv(sys.executable, argv_worker)
     elif command == "token":
