@@ -32,15 +32,12 @@ class Rooms:
         self._metrics = metrics
         self._rechecks: set[asyncio.Task[None]] = set()
 
-    async def join_own_room(self, conn: Connection, welcome: str) -> None:
-        """The connection's own user room, joined at connect; `welcome` goes out once
-        the join point is taken, so every event after the welcome reaches the client."""
-        own = str(Room.user(conn.principal.user_id))
-        conn.hold(own)
-        self._hub.add(conn, own)
-        point = await self._history.join_point(own, None)
+    def join_own_room(self, conn: Connection, welcome: str) -> None:
+        """The connection's own user room, joined at connect, before `welcome` goes out:
+        every event appended after the welcome reaches the client. No join point is
+        read (the welcome carries none): a resume of the room says `since` itself."""
+        self._hub.add(conn, str(Room.user(conn.principal.user_id)))
         conn.send(welcome)
-        conn.release(own, parse_stream_id(point.last_id) or (0, 0), None)
 
     async def join(self, conn: Connection, room: Room, since: str | None,
                    ref: str | int | None = None) -> dict[str, Any]:

@@ -134,7 +134,7 @@ async def _serve(node: Node, websocket: WebSocket, principal: Principal) -> None
     try:
         # in the own room before the welcome says so: whatever is published once the
         # client holds `connected` reaches it
-        await node.rooms.join_own_room(conn, welcome)
+        node.rooms.join_own_room(conn, welcome)
         while conn.state is State.OPEN:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":

@@ -46,7 +46,9 @@ class Recorder:
         self.hist.add(index, latency_s)
         self.timeline.add(now, index, latency_s)
         if entry_id:
-            appended = int(entry_id[:entry_id.find("-")]) / 1000.0
+            # the id names the millisecond of the append: its middle is the unbiased
+            # estimate (the enqueue -> append leg is +-0.5 ms at best)
+            appended = (int(entry_id[:entry_id.find("-")]) + 0.5) / 1000.0
             self.to_append.add(bucket_of(appended - t_enqueue), appended - t_enqueue)
             self.from_append.add(bucket_of(now - appended), now - appended)
 

@@ -51,6 +51,10 @@ def parser() -> argparse.ArgumentParser:
                    help="clients closed by the server (1012/1013/abnormal) reconnect and "
                         "resume from their last id")
     s.add_argument("--payload-bytes", type=int, default=0, help="padding in each event")
+    s.add_argument("--producers", type=int, default=1,
+                   help="publisher threads, each with its share of the rooms (default 1)")
+    s.add_argument("--batch", type=int, default=1,
+                   help="events per enqueue call (publish_many); 1 = one per call")
     c = p.add_argument_group("connecting")
     c.add_argument("--connect-batch", type=int, default=100, help="connections opened at once")
     c.add_argument("--connect-timeout", type=float, default=60.0, help="connect phase bound, s")
@@ -89,6 +93,8 @@ def parser() -> argparse.ArgumentParser:
 def _check(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
     if args.clients < 1 or args.runs < 1 or args.room_size < 1 or args.gateways < 1:
         p.error("--clients, --runs, --room-size and --gateways must be >= 1")
+    if args.producers < 1 or args.batch < 1:
+        p.error("--producers and --batch must be >= 1")
     if args.rate < 0 or args.duration <= 0 or args.drain < 0:
         p.error("--rate >= 0, --duration > 0, --drain >= 0")
     if args.gateway and not args.redis_url:
@@ -158,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         duration=args.duration, drain=args.drain, idle=args.idle,
         connect_batch=args.connect_batch, connect_timeout=args.connect_timeout,
         settle=args.settle, resume=args.resume, payload_bytes=args.payload_bytes,
-        grant=args.grant)
+        producers=args.producers, batch=args.batch, grant=args.grant)
     peer = None
     if args.compare_peer:
         from roomcast.bench.peer import PeerRunner

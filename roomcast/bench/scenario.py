@@ -40,6 +40,8 @@ class ScenarioConfig:
     warmup_timeout: float = 30.0
     resume: bool = False
     payload_bytes: int = 0
+    producers: int = 1  # publisher threads (each owns a share of the rooms)
+    batch: int = 1  # events per enqueue call (publish_many)
     grant: bool = False  # grant room access through the worker (gateways in ACL mode)
 
     @property
@@ -74,7 +76,8 @@ class Publisher:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "roomcast.bench.publisher", "--room-base", str(room_base),
             "--rooms", str(cfg.rooms), "--rate", str(cfg.rate), "--duration", str(cfg.duration),
-            "--payload-bytes", str(cfg.payload_bytes),
+            "--payload-bytes", str(cfg.payload_bytes), "--producers", str(cfg.producers),
+            "--batch", str(cfg.batch),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             env=stack.child_env(), cwd=PROJECT_ROOT, preexec_fn=_die_with_parent)
         return cls(proc)
@@ -262,15 +265,17 @@ async def _drain(fleet: Fleet, members: list[ClientState], expected: int,
 
 
 def _queue_backlog(redis_url: str) -> int | None:
-    """Messages still in the worker's Dramatiq queue (not yet appended to a stream)."""
+    """Jobs still in the job queue (not yet appended), over every shard."""
     import redis
 
-    from workers.broker import NAMESPACE, QUEUE_NAME
+    from shared import keys
+    from shared.settings import load_settings
 
     try:
         client = redis.Redis.from_url(redis_url, socket_timeout=2)
         try:
-            return int(client.hlen(f"{NAMESPACE}:{QUEUE_NAME}.msgs"))
+            shards = load_settings().STREAM_SHARDS
+            return sum(int(client.xlen(keys.inbox(s))) for s in range(shards))
         finally:
             client.close()
     except Exception:  # Redis gone: the figure is simply unknown
@@ -330,8 +335,10 @@ def _report(cfg: ScenarioConfig, stack: BenchStack, mon: ProcMonitor, fleet: Fle
         "out_of_order": sum(s.out_of_order for s in members),
         "reconnects": sum(s.reconnects for s in members),
         "closes_by_code": dict(fleet.closes_by_code),
-        "queue_backlog_at_end": backlog,  # in Dramatiq, never appended: not a gateway loss
-        "appended_estimate": int(done["events"]) - backlog if backlog is not None else None,
+        "queue_backlog_at_end": backlog,  # jobs never appended: not a gateway loss
+        "pushback": done.get("pushback"),
+        "producers": done.get("producers"),
+        "publisher_errors": done.get("errors"),
         "cpu_pct": {"publish": cpu_publish,
                     "publish_and_drain": mon.cpu_pct_between(t_start, mon.marks["end"].at),
                     "connect": mon.cpu_pct("before_connect", "after_connect")},

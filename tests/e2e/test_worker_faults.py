@@ -119,17 +119,28 @@ async def test_worker_sigkilled_repeatedly_loses_duplicates_and_reorders_nothing
         return sum(int(db.xpending(keys.inbox(s), keys.inbox_group())["pending"])
                    for s in range(SHARDS) if db.exists(keys.inbox(s)))
 
+    async def kill_holding_jobs(checkpoint: int) -> int:
+        """Freeze the worker where it is, look, and kill it (the Dramatiq parent and its
+        workers at once) only once it is past `checkpoint` and holds jobs it has read
+        and not completed; else let it run a moment and look again."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            worker.pause()
+            held = taken_not_done()
+            if appended() >= checkpoint and held:
+                await asyncio.to_thread(worker.kill)
+                return held
+            worker.resume()
+            await asyncio.sleep(0.005)  # let it work between two looks
+        raise AssertionError(f"never past {checkpoint} with jobs in hand ({appended()})")
+
     await asyncio.to_thread(worker.stop)  # the whole batch is queued before work starts
     await asyncio.to_thread(enqueue_all)
     worker.start()
     kills, stranded = 0, []
     for checkpoint in (200, 500, 800):
-        await eventually(lambda c=checkpoint: appended() >= c and taken_not_done() > 0,
-                         timeout=30, interval=0.005,
-                         what=f"{checkpoint} jobs done and more in flight ({appended()})")
-        await asyncio.to_thread(worker.kill)  # the Dramatiq parent and its workers at once
+        stranded.append(await kill_holding_jobs(checkpoint))
         kills += 1
-        stranded.append(taken_not_done())
         worker.start()
     assert appended() < total, "the worker finished before the last kill"
     last_kill = time.monotonic()

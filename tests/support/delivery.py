@@ -195,6 +195,13 @@ class WorkerGroup:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
 
+    def pause(self) -> None:
+        """SIGSTOP the whole group: it stays exactly where it is until `resume`."""
+        self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_group(signal.SIGCONT)
+
     def kill(self) -> None:
         self._signal_group(signal.SIGKILL)
         if self.process is not None:

@@ -179,3 +179,13 @@ def test_a_producer_on_another_shard_count_is_refused_with_one_line(
     with pytest.raises(Exception, match=r"STREAM_SHARDS: \d+ here, but this Redis serves"):
         other.notify(1, title="x")
     other.close()
+
+
+def test_an_enqueue_works_after_redis_forgot_its_scripts(
+        backend: Backend, redis_client: redis.Redis, settings: Settings) -> None:
+    """A restarted Redis has no scripts cached: the producer loads its script again."""
+    backend.notify(3, title="before")
+    before = queued(redis_client, settings.STREAM_SHARDS)
+    redis_client.script_flush()
+    backend.notify(3, title="after the flush")
+    assert queued(redis_client, settings.STREAM_SHARDS) == before + 1

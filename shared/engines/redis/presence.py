@@ -47,16 +47,20 @@ class RedisPresence:
 
     # -- connection slots -------------------------------------------------------------
     async def claim_slot(self, user_id: int, connection_id: str, limit: int) -> bool:
+        """One round trip: the claim and this instance's record of it go together (the
+        record is undone in the rare case the user is at the limit)."""
         now, expiry = self._expiry()
-        if not await self._claim(keys=[keys.user_connections(user_id)],
-                                 args=[now, expiry, connection_id, limit]):
-            return False
         held = keys.instance_slots(self._instance_id)
+        slot = f"{user_id}|{connection_id}"
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.sadd(held, f"{user_id}|{connection_id}")
+            await self._claim(keys=[keys.user_connections(user_id)],  # queued, not sent
+                              args=[now, expiry, connection_id, limit], client=pipe)
+            pipe.sadd(held, slot)
             pipe.pexpireat(held, int(expiry * 1000))
-            await pipe.execute()
-        return True
+            claimed, _, _ = await pipe.execute()
+        if not claimed:
+            await self._redis.srem(held, slot)
+        return bool(claimed)
 
     async def release_slot(self, user_id: int, connection_id: str) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -78,9 +82,12 @@ class RedisPresence:
 
     async def enter(self, room: str, user_id: int, username: str, connection_id: str) -> bool:
         now, expiry = self._expiry()
-        first = await self._enter(keys=self._room_keys(room, user_id),
-                                  args=[now, expiry, connection_id, user_id, username])
-        await self._redis.sadd(keys.presence_rooms(), room)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await self._enter(keys=self._room_keys(room, user_id),  # queued, not sent
+                              args=[now, expiry, connection_id, user_id, username],
+                              client=pipe)
+            pipe.sadd(keys.presence_rooms(), room)  # for the sweeper
+            first, _ = await pipe.execute()
         return bool(first)
 
     async def leave(self, room: str, user_id: int, connection_id: str) -> bool:
