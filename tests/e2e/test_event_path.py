@@ -61,8 +61,8 @@ async def test_cli_publish_reaches_members(stack: Stack, backend: Backend,
     a = await _member(stack, backend, 0, unique_id(), room)
     b = await _member(stack, backend, 1, unique_id(), room)
     data = {"message_id": "m1", "content": "edited", "extra": [1, 2]}
-    result = stack.cli("publish", "message.edited", "--room", room, "--data", json.dumps(data),
-                       "--sender", "cli")
+    result = await stack.acli("publish", "message.edited", "--room", room, "--data",
+                              json.dumps(data), "--sender", "cli")
     assert result.stdout.strip()
     got_a = (await a.wait_events(room, 1, type_="message.edited"))[0]
     got_b = (await b.wait_events(room, 1, type_="message.edited"))[0]

@@ -190,15 +190,15 @@ async def test_cli_grant_link_and_revoke(stack: Stack, unique_id: Callable[[], i
     client = await _connect(stack, 1, uid, "erin")
     denied = await client.join(project)
     assert denied["type"] == "error" and denied["data"]["code"] == 4403
-    stack.cli("grant", str(uid), project)
-    stack.cli("link", channel, project)
+    await stack.acli("grant", str(uid), project)
+    await stack.acli("link", channel, project)
     await client.join_when_granted(project)
     await client.join_when_granted(channel)  # admitted through the project grant
-    stack.cli("revoke", str(uid), project)
+    await stack.acli("revoke", str(uid), project)
     for room in (project, channel):
         left = await client.wait_for(lambda f, room=room: f["type"] == "room_left"
                                      and f.get("room") == room)
         assert left["data"] == {"reason": "access_revoked"}
-    bad = stack.cli("grant", str(uid), "project:007", check=False)
+    bad = await stack.acli("grant", str(uid), "project:007", check=False)
     assert bad.returncode == 2 and "project:007" in bad.stderr
     await client.close()

@@ -3,6 +3,7 @@ through the `roomcast` CLI, on free ports, against the test's own Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -142,6 +143,11 @@ class Stack:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(_roomcast(*args), env=self.env, capture_output=True, text=True,
                               timeout=60, check=check)
+
+    async def acli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`cli` off the event loop: an async test's WebSocket clients keep answering the
+        gateways' keepalive pings while the command runs (seconds on a loaded machine)."""
+        return await asyncio.to_thread(self.cli, *args, check=check)
 
     def stop(self) -> None:
         for gateway in self.gateways:

@@ -99,7 +99,8 @@ class RedisEngine:
         return RedisHistory(self.aio, self.settings)
 
     def presence(self, instance_id: str) -> Presence:
-        return RedisPresence(self.aio, instance_id, self.settings.WS_HEARTBEAT_INTERVAL)
+        return RedisPresence(self.aio, instance_id, self.settings.WS_HEARTBEAT_INTERVAL,
+                             cluster=self.settings.REDIS_CLUSTER)
 
     @functools.cached_property
     def access(self) -> Access:

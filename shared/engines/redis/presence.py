@@ -31,8 +31,10 @@ def _text(value: bytes | str) -> str:
 
 class RedisPresence:
     def __init__(self, client: aioredis.Redis, instance_id: str,
-                 heartbeat_interval: float) -> None:
+                 heartbeat_interval: float, *, cluster: bool = False) -> None:
         self._redis = client
+        # redis-py refuses scripts inside a Cluster pipeline: one call each there
+        self._cluster = cluster
         self._instance_id = instance_id
         self._ttl = heartbeat_interval * EXPIRY_HEARTBEATS
         self._interval_ms = max(1, int(heartbeat_interval * 1000))
@@ -52,12 +54,18 @@ class RedisPresence:
         now, expiry = self._expiry()
         held = keys.instance_slots(self._instance_id)
         slot = f"{user_id}|{connection_id}"
+        claim_keys, claim_args = [keys.user_connections(user_id)], [now, expiry, connection_id,
+                                                                    limit]
+        if self._cluster:
+            claimed = await self._claim(keys=claim_keys, args=claim_args)
         async with self._redis.pipeline(transaction=False) as pipe:
-            await self._claim(keys=[keys.user_connections(user_id)],  # queued, not sent
-                              args=[now, expiry, connection_id, limit], client=pipe)
+            if not self._cluster:
+                await self._claim(keys=claim_keys, args=claim_args, client=pipe)  # queued
             pipe.sadd(held, slot)
             pipe.pexpireat(held, int(expiry * 1000))
-            claimed, _, _ = await pipe.execute()
+            replies = await pipe.execute()
+        if not self._cluster:
+            claimed = replies[0]
         if not claimed:
             await self._redis.srem(held, slot)
         return bool(claimed)
@@ -82,10 +90,14 @@ class RedisPresence:
 
     async def enter(self, room: str, user_id: int, username: str, connection_id: str) -> bool:
         now, expiry = self._expiry()
+        enter_keys = self._room_keys(room, user_id)
+        enter_args = [now, expiry, connection_id, user_id, username]
+        if self._cluster:
+            first = await self._enter(keys=enter_keys, args=enter_args)
+            await self._redis.sadd(keys.presence_rooms(), room)
+            return bool(first)
         async with self._redis.pipeline(transaction=False) as pipe:
-            await self._enter(keys=self._room_keys(room, user_id),  # queued, not sent
-                              args=[now, expiry, connection_id, user_id, username],
-                              client=pipe)
+            await self._enter(keys=enter_keys, args=enter_args, client=pipe)  # queued
             pipe.sadd(keys.presence_rooms(), room)  # for the sweeper
             first, _ = await pipe.execute()
         return bool(first)
