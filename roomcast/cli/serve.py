@@ -12,14 +12,17 @@ import uvicorn
 from gateway.app import create_app
 from gateway.logs import log_config
 from gateway.ws_protocol import RoomcastWebSocketProtocol, UnsupportedUvicorn, check_compatible
+from roomcast.cli.preflight import reachable
 from shared.settings import Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
-def run_gateway(settings: Settings, host: str, port: int, instance_id: str | None) -> None:
+def run_gateway(settings: Settings, host: str, port: int, instance_id: str | None,
+                origins: dict[str, str]) -> None:
     settings.require_jwt_key()
     app = create_app(settings, instance_id=instance_id, port=port)
+    reachable(settings, origins).close()
     config = uvicorn.Config(
         app, host=host, port=port, ws=RoomcastWebSocketProtocol,
         ws_max_size=settings.WS_MESSAGE_MAX_SIZE, ws_per_message_deflate=False,
