@@ -58,6 +58,8 @@ def build_parser() -> OneLineParser:
     up.add_argument("--ports", type=port_list, default=[8000, 8001],
                     help="gateway ports, comma separated (default 8000,8001)")
 
+    sub.add_parser("env", help="print the settings `roomcast up` wrote here, as export lines")
+
     gw = sub.add_parser("gateway", help="one gateway (uvicorn)")
     gw.add_argument("--host", default="127.0.0.1")
     gw.add_argument("--port", type=port_number, default=8000)

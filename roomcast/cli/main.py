@@ -8,9 +8,11 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from roomcast.cli import stack_env
 from roomcast.cli.args import DEFAULT_WS_PATH, build_parser
-from roomcast.cli.errors import CliError
+from roomcast.cli.errors import CliError, redact_url
 from shared.settings import Settings, SettingsError, load_settings
 
 
@@ -21,9 +23,19 @@ def _settings() -> Settings:
         raise CliError(f"bad setting {exc}", code=2) from None
 
 
-def _origins() -> dict[str, str]:
-    return {name: "the environment" for name in ("REDIS_URL", "DRAMATIQ_BROKER_URL")
-            if os.environ.get(name)}
+# Commands that talk to a stack, and so read .roomcast/env when run where `up` runs.
+_STACK_COMMANDS = {"publish", "grant", "revoke", "link", "token", "client", "gateway", "worker"}
+
+
+def _stack_settings() -> dict[str, str]:
+    """Fill unset variables from .roomcast/env; where each stack setting comes from."""
+    origins = {name: "the environment" for name in
+               (*Settings.model_fields, *stack_env.CLI_VARIABLES) if os.environ.get(name)}
+    stack = stack_env.read(Path.cwd())
+    if stack is not None:
+        for name in stack_env.fill_environ(stack, os.environ):
+            origins[name] = f"{stack_env.ENV_DIR}/{stack_env.ENV_NAME}"
+    return origins
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -47,26 +59,58 @@ def _dispatch(args: argparse.Namespace) -> None:
         from roomcast.cli.up import run_up
 
         raise SystemExit(run_up(args.ports))
+    if command == "env":
+        _env()
+        return
+    origins = _stack_settings() if command in _STACK_COMMANDS else {}
     if command == "client":
-        from roomcast.client.terminal import run_terminal
-
-        asyncio.run(run_terminal(args.url or f"ws://127.0.0.1:8000{DEFAULT_WS_PATH}",
-                                 args.token))
+        _client(args, origins)
         return
     settings = _settings()
+    if command in ("gateway", "worker"):
+        from_file = sorted(n for n, o in origins.items() if o.startswith(stack_env.ENV_DIR))
+        if from_file:
+            print(f"roomcast: {', '.join(from_file)} from {stack_env.ENV_DIR}/"
+                  f"{stack_env.ENV_NAME}", file=sys.stderr)
     if command == "gateway":
-        _gateway(settings, args)
+        _gateway(settings, args, origins)
     elif command == "worker":
-        _worker(settings, args)
+        _worker(settings, args, origins)
     elif command == "token":
-        _token(settings, args)
+        _token(settings, args, origins)
     else:
         from roomcast.cli import backend_commands
 
-        backend_commands.run(settings, args, _origins())
+        backend_commands.run(settings, args, origins)
 
 
-def _gateway(settings: Settings, args: argparse.Namespace) -> None:
+def _env() -> None:
+    stack = stack_env.read(Path.cwd())
+    if stack is None:
+        raise CliError(f"no {stack_env.ENV_DIR}/{stack_env.ENV_NAME} here: run roomcast up "
+                       "in this directory first")
+    stack.require_live()
+    print(f"roomcast: settings of the stack in {stack_env.ENV_DIR}/{stack_env.ENV_NAME} "
+          f"(roomcast up, pid {stack.pid})", file=sys.stderr)
+    sys.stdout.write(stack_env.exports(stack.values))
+
+
+def _client(args: argparse.Namespace, origins: dict[str, str]) -> None:
+    from roomcast.client.terminal import run_terminal
+
+    if args.url:
+        urls, origin = [args.url], "--url"
+    elif os.environ.get(stack_env.GATEWAYS_VAR):
+        urls = [f"{base.strip().replace('http', 'ws', 1)}{DEFAULT_WS_PATH}"
+                for base in os.environ[stack_env.GATEWAYS_VAR].split(",") if base.strip()]
+        origin = f"{stack_env.GATEWAYS_VAR} from {origins.get(stack_env.GATEWAYS_VAR)}"
+    else:
+        urls, origin = [f"ws://127.0.0.1:8000{DEFAULT_WS_PATH}"], "the default"
+    print(f"roomcast: connecting to {', '.join(urls)} ({origin})", file=sys.stderr)
+    raise SystemExit(asyncio.run(run_terminal(urls, args.token)))
+
+
+def _gateway(settings: Settings, args: argparse.Namespace, origins: dict[str, str]) -> None:
     # The handshake parser refuses request lines and headers over its limit with
     # 414/431 before the app sees them (8 KiB by default). Twice that lets a token
     # over our 8 KiB limit reach the auth check and get the 4401 the protocol
@@ -75,15 +119,15 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> None:
     from roomcast.cli.serve import run_gateway
 
     try:
-        run_gateway(settings, args.host, args.port, args.instance_id, _origins())
+        run_gateway(settings, args.host, args.port, args.instance_id, origins)
     except SettingsError as exc:
         raise CliError(f"bad setting {exc}", code=2) from None
 
 
-def _worker(settings: Settings, args: argparse.Namespace) -> None:
+def _worker(settings: Settings, args: argparse.Namespace, origins: dict[str, str]) -> None:
     from roomcast.cli.preflight import reachable
 
-    reachable(settings, _origins(), broker=True).close()
+    reachable(settings, origins, broker=True).close()
     # An idle consumer waits this long (ms) per blocking pop on its wake-up list
     # (workers/broker.py: WakingConsumer); an enqueue wakes it at once.
     os.environ.setdefault("dramatiq_worker_timeout", "1000")
@@ -94,7 +138,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
                               "--processes", str(args.processes), "--threads", str(args.threads)])
 
 
-def _token(settings: Settings, args: argparse.Namespace) -> None:
+def _token(settings: Settings, args: argparse.Namespace, origins: dict[str, str]) -> None:
     from gateway.auth import issue_token
 
     if not settings.JWT_SECRET:
@@ -103,7 +147,10 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
                            "JWT_PUBLIC_KEY: sign tokens with the matching private key instead")
         raise CliError("roomcast token needs JWT_SECRET: run it where roomcast up runs (it "
                        "writes .roomcast/env), or set JWT_SECRET")
-    print(issue_token(settings, args.user_id, args.username, args.ttl))
+    token = issue_token(settings, args.user_id, args.username, args.ttl)
+    print(f"roomcast: signed with JWT_SECRET from {origins.get('JWT_SECRET')} (the stack on "
+          f"{redact_url(settings.REDIS_URL)})", file=sys.stderr)
+    print(token)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ USAGE = (
 
 
 async def run_terminal(
-    url: str,
+    url: str | list[str],
     token: str,
     *,
     stdin: TextIO | None = None,
