@@ -4,6 +4,8 @@ the wrong Redis)."""
 
 from __future__ import annotations
 
+import errno
+import socket
 import sys
 
 import redis
@@ -65,3 +67,28 @@ def warn_without_worker(live: int, url: str) -> None:
     if live == 0:
         print(f"roomcast: warning: no live roomcast worker on {redact_url(url)}; the job "
               "waits in the queue until one starts (roomcast worker)", file=sys.stderr)
+
+
+def bind_port(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or one line naming the port.
+
+    Bound here, before uvicorn starts the app: uvicorn itself binds after the
+    app's startup and then hangs in shutdown when the port is taken."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}", code=2) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(f"port {port} on {host} is already in use (another gateway, or "
+                           "roomcast up, still running?)") from None
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock

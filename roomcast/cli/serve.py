@@ -12,7 +12,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.logs import log_config
 from gateway.ws_protocol import RoomcastWebSocketProtocol, UnsupportedUvicorn, check_compatible
-from roomcast.cli.preflight import reachable
+from roomcast.cli.preflight import bind_port, reachable
 from shared.settings import Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
@@ -22,7 +22,14 @@ def run_gateway(settings: Settings, host: str, port: int, instance_id: str | Non
                 origins: dict[str, str]) -> None:
     settings.require_jwt_key()
     app = create_app(settings, instance_id=instance_id, port=port)
-    reachable(settings, origins).close()
+    # Bound before uvicorn runs the app's startup: uvicorn binds after it, and a
+    # failed bind then left the process hanging in shutdown, deaf to SIGTERM.
+    sock = bind_port(host, port)
+    try:
+        reachable(settings, origins).close()
+    except BaseException:
+        sock.close()
+        raise
     config = uvicorn.Config(
         app, host=host, port=port, ws=RoomcastWebSocketProtocol,
         ws_max_size=settings.WS_MESSAGE_MAX_SIZE, ws_per_message_deflate=False,
@@ -38,4 +45,4 @@ def run_gateway(settings: Settings, host: str, port: int, instance_id: str | Non
     except UnsupportedUvicorn as exc:
         print(f"roomcast: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])
