@@ -4,10 +4,16 @@ Children get the settings through their environment; other shells get them
 from `.roomcast/env` (see stack_env), written once the gateways answer and
 removed on the way out. Ctrl-C (or SIGTERM) stops them all: gateways first
 (they drain), then the worker, then Redis.
+
+Before starting anything, `up` makes sure the ports are free and no other
+`up` runs from this directory; a gateway counts as ready only when /healthz
+answers with the instance id this `up` gave it, so another stack still
+holding a port is never mistaken for ours.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -16,29 +22,17 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import FrameType
 
 from roomcast.cli import stack_env
 from roomcast.cli.embedded_redis import EmbeddedRedis
 from roomcast.cli.errors import CliError
+from roomcast.cli.preflight import bind_port, reachable
 from shared.settings import Settings, SettingsError, load_settings
 
 DEV_USER_ID = 1
 DEV_USERNAME = "dev"
-
-
-def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "roomcast.cli.main", *args], env=env)
-
-
-def _wait_ready(port: int, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.2)  # poll with a deadline while the gateway boots
-    return False
+READY_TIMEOUT = 30.0
 
 
 def _settings(env: dict[str, str]) -> Settings:
@@ -47,6 +41,22 @@ def _settings(env: dict[str, str]) -> Settings:
         return load_settings(**{k: v for k, v in env.items() if k in Settings.model_fields})
     except SettingsError as exc:
         raise CliError(f"bad setting {exc}", code=2) from None
+
+
+def _claim_directory(directory: Path) -> None:
+    """One `up` per directory: its .roomcast/env would be overwritten."""
+    previous = stack_env.read(directory)
+    if previous is None:
+        return
+    if previous.is_live():
+        raise CliError(f"roomcast up already runs from this directory (pid {previous.pid}); "
+                       "stop it first, or start this one in another directory")
+    previous.path.unlink(missing_ok=True)  # left by an up that was killed
+
+
+def _check_ports(ports: list[int]) -> None:
+    for port in ports:
+        bind_port("127.0.0.1", port).close()
 
 
 def _dev_token(settings: Settings) -> str:
@@ -64,73 +74,131 @@ def _stack_values(env: dict[str, str], ports: list[int]) -> dict[str, str]:
     return values
 
 
-def _claim_directory(directory: Path) -> None:
-    """One `up` per directory: its .roomcast/env would be overwritten."""
-    previous = stack_env.read(directory)
-    if previous is None:
-        return
-    if previous.is_live():
-        raise CliError(f"roomcast up already runs from this directory (pid {previous.pid}); "
-                       "stop it first, or start this one in another directory")
-    previous.path.unlink(missing_ok=True)  # left by an up that was killed
+def _instance_on(port: int) -> str | None:
+    """The instance id answering /healthz on the port, or None while nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
+            body = json.loads(reply.read())
+    except (OSError, ValueError):
+        return None
+    return str(body.get("instance")) if isinstance(body, dict) else ""
+
+
+class Supervisor:
+    """The children of one `up`, started in order and stopped in reverse."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.stopping = False
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen([sys.executable, "-m", "roomcast.cli.main", *args],
+                                 env=self.env)
+        self.children.append((name, child))
+        return child
+
+    def exited(self) -> str | None:
+        for name, child in self.children:
+            if child.poll() is not None:
+                return f"the {name} exited (code {child.returncode})"
+        return None
+
+    def wait_ready(self, port: int, instance_id: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not self.stopping:
+            problem = self.exited()
+            if problem:
+                raise CliError(f"{problem} while starting; see its messages above")
+            answering = _instance_on(port)
+            if answering == instance_id:
+                return
+            if answering is not None:
+                raise CliError(f"port {port} answers as gateway {answering!r}, not the one this "
+                               "roomcast up started: is another stack running?")
+            if time.monotonic() > deadline:
+                raise CliError(f"the gateway on port {port} did not answer within "
+                               f"{READY_TIMEOUT:.0f} s")
+            time.sleep(0.2)  # poll with a deadline while the gateway boots
+
+    def supervise(self) -> int:
+        while not self.stopping:
+            problem = self.exited()
+            if problem:
+                print(f"roomcast: {problem}; stopping the stack", file=sys.stderr)
+                return 1
+            time.sleep(0.2)  # supervision tick
+        return 0
+
+    def stop(self) -> None:
+        for _, child in reversed(self.children):  # gateways drain first, then the worker
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for _, child in reversed(self.children):
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def run_up(ports: list[int]) -> int:
     directory = Path.cwd()
     _claim_directory(directory)
+    _check_ports(ports)
     env = dict(os.environ)
     _settings(env)  # a bad setting stops here, before anything starts
+    supervisor = Supervisor(env)
+    signal.signal(signal.SIGINT, supervisor.on_signal)
+    signal.signal(signal.SIGTERM, supervisor.on_signal)
     embedded: EmbeddedRedis | None = None
-    if not env.get("REDIS_URL"):
-        embedded = EmbeddedRedis(appendonly=True).start()
-        env["REDIS_URL"] = embedded.url
-        print(f"roomcast: embedded redis-server {embedded.url} (data in {embedded.data_dir})")
-    if not env.get("JWT_SECRET") and not env.get("JWT_PUBLIC_KEY"):
-        env["JWT_SECRET"] = secrets.token_urlsafe(32)
-        print("roomcast: JWT_SECRET not set; using a random development secret")
-    env.setdefault("ACCESS_MODE", "open")
-    settings = _settings(env)
-    children: list[subprocess.Popen[bytes]] = [_spawn(["worker", "--processes", "1"], env)]
-    for port in ports:
-        children.append(_spawn(["gateway", "--host", "127.0.0.1", "--port", str(port),
-                                "--instance-id", f"up-{port}"], env))
-    stopping = False
-    written: Path | None = None
-
-    def _stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    written = False
     try:
-        if all(_wait_ready(port) for port in ports):
-            written = stack_env.write(directory, _stack_values(env, ports), os.getpid())
-            token = _dev_token(settings)
-            print(f"roomcast: ACCESS_MODE={env['ACCESS_MODE']}; gateways on "
-                  + ", ".join(f"http://127.0.0.1:{p}" for p in ports))
-            print(f"roomcast: inspector  http://127.0.0.1:{ports[0]}/?token={token}")
-            print(f"roomcast: websocket  ws://127.0.0.1:{ports[0]}/api/v1/ws/connect?token={token}")
-            print(f"roomcast: dev token  {token}")
-            print(f"roomcast: other shells here use this stack: settings in {written} (mode "
-                  "0600, removed on exit); eval \"$(roomcast env)\" exports them")
-            print("roomcast: Ctrl-C stops everything", flush=True)
-        while not stopping:
-            if any(child.poll() is not None for child in children):
-                print("roomcast: a child process exited; stopping", file=sys.stderr)
-                break
-            time.sleep(0.2)  # supervision tick
+        if env.get("REDIS_URL"):
+            reachable(_settings(env), {"REDIS_URL": "the environment",
+                                       "DRAMATIQ_BROKER_URL": "the environment"}).close()
+        else:
+            embedded = EmbeddedRedis(appendonly=True).start()
+            env["REDIS_URL"] = embedded.url
+            print(f"roomcast: embedded redis-server {embedded.url} (data in {embedded.data_dir})")
+        if not env.get("JWT_SECRET") and not env.get("JWT_PUBLIC_KEY"):
+            env["JWT_SECRET"] = secrets.token_urlsafe(32)
+            print("roomcast: JWT_SECRET not set; using a random development secret")
+        env.setdefault("ACCESS_MODE", "open")
+        settings = _settings(env)
+        supervisor.spawn("worker", ["worker", "--processes", "1"])
+        # a fresh id per run: a gateway left by another stack cannot answer with it
+        run_id = secrets.token_hex(3)
+        instances = {port: f"up-{port}-{run_id}" for port in ports}
+        for port, instance_id in instances.items():
+            supervisor.spawn(f"gateway on port {port}",
+                             ["gateway", "--host", "127.0.0.1", "--port", str(port),
+                              "--instance-id", instance_id])
+        for port, instance_id in instances.items():
+            supervisor.wait_ready(port, instance_id)
+        if supervisor.stopping:
+            return 0
+        path = stack_env.write(directory, _stack_values(env, ports), os.getpid())
+        written = True
+        _banner(settings, ports, path)
+        return supervisor.supervise()
     finally:
-        if written is not None:
+        if written:
             stack_env.remove(directory, os.getpid())
-        for child in reversed(children):  # gateways drain first, then the worker
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in reversed(children):
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        supervisor.stop()
         if embedded is not None:
             embedded.cleanup()
-    return 0
+
+
+def _banner(settings: Settings, ports: list[int], path: Path) -> None:
+    token = _dev_token(settings)
+    print(f"roomcast: ACCESS_MODE={settings.ACCESS_MODE.value}; gateways on "
+          + ", ".join(f"http://127.0.0.1:{p}" for p in ports))
+    print(f"roomcast: inspector  http://127.0.0.1:{ports[0]}/?token={token}")
+    print(f"roomcast: websocket  ws://127.0.0.1:{ports[0]}/api/v1/ws/connect?token={token}")
+    print(f"roomcast: dev token  {token}")
+    print(f"roomcast: other shells in this directory use this stack: settings in {path} "
+          "(mode 0600, removed on exit); eval \"$(roomcast env)\" exports them")
+    print("roomcast: Ctrl-C stops everything", flush=True)

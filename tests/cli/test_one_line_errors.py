@@ -94,3 +94,11 @@ def test_unreachable_redis_is_one_line_at_once(tmp_path: Path, args: list[str]) 
     line = one_line_error(run_cli(*args, cwd=tmp_path, env=env, timeout=30))
     assert time.monotonic() - started < 15
     assert url in line and "REDIS_URL" in line
+
+
+def test_up_with_an_unreachable_redis_starts_nothing(tmp_path: Path) -> None:
+    url = _nothing_listening()
+    line = one_line_error(run_cli("up", "--ports", str(free_port()), cwd=tmp_path,
+                                  env=clean_env(REDIS_URL=url), timeout=30))
+    assert url in line and "REDIS_URL" in line
+    assert not (tmp_path / ".roomcast" / "env").exists()

@@ -19,14 +19,15 @@ from pathlib import Path
 import psutil
 
 from roomcast.cli.embedded_redis import free_port
-from tests.support.cli import clean_env, run_cli
+from tests.support.cli import clean_env, one_line_error, run_cli
 from tests.support.ws import WsClient
 
 
-def _launch_up(ports: list[int], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+def _launch_up(ports: list[int], env: dict[str, str], cwd: Path,
+               stderr: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "roomcast.cli.main", "up", "--ports",
                              ",".join(map(str, ports))], env=env, cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            stdout=subprocess.PIPE, stderr=stderr, text=True,
                             start_new_session=True)
 
 
@@ -41,6 +42,20 @@ def _read_until(process: subprocess.Popen[str], pattern: str, deadline: float) -
         if re.search(pattern, line):
             return lines
     raise AssertionError("".join(lines) or "no output")
+
+
+def _failing_up(ports: list[int], cwd: Path) -> str:
+    """Another `up` while the first runs: it must stop at once with one line (before
+    the fix it printed a healthy banner, answered by the first stack's gateways)."""
+    up = _launch_up(ports, clean_env(), cwd, stderr=subprocess.PIPE)
+    try:
+        out, err = up.communicate(timeout=30)
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait(10)
+    assert "dev token" not in out, out
+    return one_line_error(subprocess.CompletedProcess(up.args, up.returncode, out, err))
 
 
 def _second_shell(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -63,6 +78,11 @@ async def test_up_serves_a_second_shell_and_ctrl_c_stops_it(tmp_path: Path) -> N
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
         children = psutil.Process(up.pid).children(recursive=True)
         assert len(children) >= 4  # redis, worker, two gateways
+
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        assert f"port {ports[1]}" in _failing_up([free_port(), ports[1]], elsewhere)
+        assert "already runs from this directory" in _failing_up([free_port()], tmp_path)
 
         exported = _second_shell(tmp_path, "env").stdout
         for name in ("REDIS_URL", "JWT_SECRET", "ACCESS_MODE", "ROOMCAST_GATEWAY_URLS"):
