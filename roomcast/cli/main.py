@@ -99,14 +99,16 @@ def _client(args: argparse.Namespace, origins: dict[str, str]) -> None:
     from roomcast.client.terminal import run_terminal
 
     if args.url:
-        urls, origin = [args.url], "--url"
+        urls = [args.url]  # the user named it: nothing to announce
     elif os.environ.get(stack_env.GATEWAYS_VAR):
         urls = [f"{base.strip().replace('http', 'ws', 1)}{DEFAULT_WS_PATH}"
                 for base in os.environ[stack_env.GATEWAYS_VAR].split(",") if base.strip()]
         origin = f"{stack_env.GATEWAYS_VAR} from {origins.get(stack_env.GATEWAYS_VAR)}"
+        print(f"roomcast: connecting to {', '.join(urls)} ({origin})", file=sys.stderr)
     else:
-        urls, origin = [f"ws://127.0.0.1:8000{DEFAULT_WS_PATH}"], "the default"
-    print(f"roomcast: connecting to {', '.join(urls)} ({origin})", file=sys.stderr)
+        urls = [f"ws://127.0.0.1:8000{DEFAULT_WS_PATH}"]
+        print(f"roomcast: connecting to {urls[0]} (the default; no {stack_env.ENV_DIR}/"
+              f"{stack_env.ENV_NAME} here)", file=sys.stderr)
     raise SystemExit(asyncio.run(run_terminal(urls, args.token)))
 
 
