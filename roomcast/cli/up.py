@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from roomcast.cli import stack_env
-from roomcast.cli.embedded_redis import EmbeddedRedis
+from roomcast.cli.embedded_redis import EmbeddedRedis, RedisNotFound
 from roomcast.cli.errors import CliError
 from roomcast.cli.preflight import bind_port, reachable
 from shared.settings import Settings, SettingsError, load_settings
@@ -160,7 +160,10 @@ def run_up(ports: list[int]) -> int:
             reachable(_settings(env), {"REDIS_URL": "the environment",
                                        "DRAMATIQ_BROKER_URL": "the environment"}).close()
         else:
-            embedded = EmbeddedRedis(appendonly=True).start()
+            try:
+                embedded = EmbeddedRedis(appendonly=True).start()
+            except RedisNotFound as exc:
+                raise CliError(str(exc)) from None
             env["REDIS_URL"] = embedded.url
             print(f"roomcast: embedded redis-server {embedded.url} (data in {embedded.data_dir})")
         if not env.get("JWT_SECRET") and not env.get("JWT_PUBLIC_KEY"):
