@@ -1,4 +1,4 @@
-"""`roomcast bench`: the load generator (SPEC section 9).
+"""`roomcast bench`: the load generator.
 
 Starts (or reuses) Redis, gateways and a worker; opens N clients over the
 gateway URLs; joins rooms in a layout; publishes through the real worker path
@@ -83,9 +83,9 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--quiet", action="store_true", help="no progress on stderr")
     r = p.add_argument_group("peer comparison")
     r.add_argument("--compare-peer", action="store_true",
-                   help="alternate each run with the equivalent peer scenario (peers/bench.py)")
+                   help="alternate each run with the equivalent peer scenario")
     r.add_argument("--peer-dir", default="/tmp/peers",
-                   help="an installed, writable copy of shared/peers (default /tmp/peers)")
+                   help="an installed, writable copy of the peer harness (default /tmp/peers)")
     r.add_argument("--peer-stacks", default="sio", help="comma list: sio, pysio (default sio)")
     return p
 
