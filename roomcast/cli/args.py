@@ -9,7 +9,8 @@ DESCRIPTION = """roomcast: real-time rooms for Python backends.
 
 Run `roomcast up` for a whole stack on this machine; in another shell in the
 same directory, the other commands use that stack (see `roomcast env`).
-Every setting is an environment variable (docs/operations.md)."""
+Every setting is an environment variable (REDIS_URL, JWT_SECRET, ACCESS_MODE,
+...); a bad value is reported in one line naming the variable."""
 
 DEFAULT_WS_PATH = "/api/v1/ws/connect"
 

@@ -13,6 +13,7 @@ import sys
 
 from redis.exceptions import RedisError
 
+from roomcast.cli import stack_env
 from roomcast.cli.errors import CliError, redact_url
 from roomcast.cli.preflight import reachable, warn_without_worker
 from shared.engines import build_engine
@@ -51,9 +52,8 @@ def _job(settings: Settings, args: argparse.Namespace) -> tuple[Job, str]:
 def run(settings: Settings, args: argparse.Namespace, origins: dict[str, str]) -> None:
     job, done = _job(settings, args)
     reachable(settings, origins).close()
-    origin = origins.get("REDIS_URL", "the default")
-    print(f"roomcast: using Redis {redact_url(settings.REDIS_URL)} (REDIS_URL from {origin})",
-          file=sys.stderr)
+    print(f"roomcast: using Redis {redact_url(settings.REDIS_URL)} "
+          f"({stack_env.source('REDIS_URL', origins)})", file=sys.stderr)
     engine = build_engine(settings)
     try:
         warn_without_worker(engine.live_workers(), settings.REDIS_URL)

@@ -103,8 +103,8 @@ def _client(args: argparse.Namespace, origins: dict[str, str]) -> None:
     elif os.environ.get(stack_env.GATEWAYS_VAR):
         urls = [f"{base.strip().replace('http', 'ws', 1)}{DEFAULT_WS_PATH}"
                 for base in os.environ[stack_env.GATEWAYS_VAR].split(",") if base.strip()]
-        origin = f"{stack_env.GATEWAYS_VAR} from {origins.get(stack_env.GATEWAYS_VAR)}"
-        print(f"roomcast: connecting to {', '.join(urls)} ({origin})", file=sys.stderr)
+        print(f"roomcast: connecting to {', '.join(urls)} "
+              f"({stack_env.source(stack_env.GATEWAYS_VAR, origins)})", file=sys.stderr)
     else:
         urls = [f"ws://127.0.0.1:8000{DEFAULT_WS_PATH}"]
         print(f"roomcast: connecting to {urls[0]} (the default; no {stack_env.ENV_DIR}/"
@@ -150,7 +150,7 @@ def _token(settings: Settings, args: argparse.Namespace, origins: dict[str, str]
         raise CliError("roomcast token needs JWT_SECRET: run it where roomcast up runs (it "
                        "writes .roomcast/env), or set JWT_SECRET")
     token = issue_token(settings, args.user_id, args.username, args.ttl)
-    print(f"roomcast: signed with JWT_SECRET from {origins.get('JWT_SECRET')} (the stack on "
+    print(f"roomcast: signed with {stack_env.source('JWT_SECRET', origins)} (the stack on "
           f"{redact_url(settings.REDIS_URL)})", file=sys.stderr)
     print(token)
 

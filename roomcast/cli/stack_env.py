@@ -119,6 +119,14 @@ def exports(values: dict[str, str]) -> str:
     return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())
 
 
+def source(name: str, origins: dict[str, str]) -> str:
+    """Where a setting came from, for a message: `REDIS_URL from .roomcast/env`."""
+    origin = origins.get(name)
+    if origin is None:
+        return f"the default {name}; no {ENV_DIR}/{ENV_NAME} here"
+    return f"{name} from {origin}"
+
+
 def fill_environ(stack: StackEnv, environ: dict[str, str] | os._Environ[str]) -> list[str]:
     """Set every variable of the file that is unset (or empty) here; the names set.
 
