@@ -12,6 +12,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
+from roomcast.cli import stack_env
 from roomcast.cli.errors import CliError, redact_url
 from shared.settings import Settings
 
@@ -49,9 +50,8 @@ def reachable(settings: Settings, origins: dict[str, str], *, broker: bool = Fal
                 clients.append(client)
                 client.ping()
             except (RedisError, RedisClusterException, OSError) as exc:
-                origin = origins.get(name, "the default")
-                raise CliError(f"cannot reach Redis at {redact_url(url)} ({name} from {origin}):"
-                               f" {_reason(exc)}") from None
+                raise CliError(f"cannot reach Redis at {redact_url(url)} "
+                               f"({stack_env.source(name, origins)}): {_reason(exc)}") from None
     except CliError:
         for client in clients:
             client.close()
