@@ -29,6 +29,7 @@ SETTINGS_TABLE = ROOT / "docs" / "operations.md"
 # Upper-case names in the docs that are not settings, each with the reason.
 NOT_SETTINGS = {
     "JWT_SECRET_PREVIOUS": "SECURITY.md names it as a setting that does not exist",
+    "QUEUE_FULL": "a ClientCode of the browser SDK (client-js.md)",
     **{name: "read by the CLI only (.roomcast/env)" for name in stack_env.CLI_VARIABLES},
 }
 # Codes the docs name that the gateway never sends, each with the reason.
@@ -97,7 +98,7 @@ def _documented_default(field: str) -> str:
 
 
 def _code_default(value: Any) -> str | None:
-    if value is None:
+    if value is None or value == []:
         return None
     if isinstance(value, Enum):
         return str(value.value)
