@@ -1,4 +1,5 @@
 # One image for the worker and the gateways; dependencies come from uv.lock.
+# No embedded-redis extra: in production the processes talk to a real Redis.
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PATH="/app/.venv/bin:$PATH"
 WORKDIR /app

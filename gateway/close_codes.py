@@ -5,10 +5,10 @@ from enum import IntEnum
 
 class CloseCode(IntEnum):
     NORMAL = 1000
-    UNSUPPORTED_DATA = 1003
     INVALID_PAYLOAD = 1007  # invalid UTF-8 in a text frame (RFC 6455)
     POLICY_VIOLATION = 1008  # sustained abuse
     MESSAGE_TOO_BIG = 1009
+    KEEPALIVE_TIMEOUT = 1011  # sent by the WebSocket layer: a ping went unanswered (serve.py)
     SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013  # slow consumer: its send queue overflowed
     UNAUTHORIZED = 4401

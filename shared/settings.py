@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from redis.connection import parse_url
 
 
 class AccessMode(StrEnum):
@@ -99,6 +100,14 @@ class Settings(BaseSettings):
     def _split_modules(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("REDIS_URL", "DRAMATIQ_BROKER_URL")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        # checked here, at start, rather than by the first connection deep in a stack
+        if value is not None:
+            parse_url(value)  # ValueError with redis-py's reason (scheme, port, ...)
         return value
 
     @field_validator("WS_ALLOWED_ORIGINS", mode="before")

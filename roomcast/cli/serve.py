@@ -12,21 +12,33 @@ import uvicorn
 from gateway.app import create_app
 from gateway.logs import log_config
 from gateway.ws_protocol import RoomcastWebSocketProtocol, UnsupportedUvicorn, check_compatible
+from roomcast.cli.preflight import bind_port, reachable
 from shared.settings import Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
+# A ping unanswered for this many heartbeat intervals closes the connection with
+# 1011 (docs/protocol.md). More than one: a client that is only behind on reading
+# has our ping queued behind its backlog; that is the slow-consumer rule's job (1013).
+PING_TIMEOUT_INTERVALS = 2
 
 
-def run_gateway(settings: Settings, host: str, port: int, instance_id: str | None) -> None:
+def run_gateway(settings: Settings, host: str, port: int, instance_id: str | None,
+                origins: dict[str, str]) -> None:
     settings.require_jwt_key()
     app = create_app(settings, instance_id=instance_id, port=port)
+    # Bound before uvicorn runs the app's startup: uvicorn binds after it, and a
+    # failed bind then left the process hanging in shutdown, deaf to SIGTERM.
+    sock = bind_port(host, port)
+    try:
+        reachable(settings, origins).close()
+    except BaseException:
+        sock.close()
+        raise
     config = uvicorn.Config(
         app, host=host, port=port, ws=RoomcastWebSocketProtocol,
         ws_max_size=settings.WS_MESSAGE_MAX_SIZE, ws_per_message_deflate=False,
         ws_ping_interval=settings.WS_HEARTBEAT_INTERVAL,
-        # twice the interval: a client that is only behind on reading has our ping
-        # queued behind its backlog; that is the slow-consumer rule's job (1013)
-        ws_ping_timeout=settings.WS_HEARTBEAT_INTERVAL * 2,
+        ws_ping_timeout=settings.WS_HEARTBEAT_INTERVAL * PING_TIMEOUT_INTERVALS,
         log_config=log_config(), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         proxy_headers=False, server_header=False, h11_max_incomplete_event_size=16 * 1024,
     )
@@ -35,4 +47,4 @@ def run_gateway(settings: Settings, host: str, port: int, instance_id: str | Non
     except UnsupportedUvicorn as exc:
         print(f"roomcast: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])

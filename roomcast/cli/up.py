@@ -1,11 +1,19 @@
 """`roomcast up`: Redis (REDIS_URL, or an embedded one), 1 worker, 2 gateways.
 
-Children get the settings through their environment; Ctrl-C (or SIGTERM)
-stops them all: gateways first (they drain), then the worker, then Redis.
+Children get the settings through their environment; other shells get them
+from `.roomcast/env` (see stack_env), written once the gateways answer and
+removed on the way out. Ctrl-C (or SIGTERM) stops them all: gateways first
+(they drain), then the worker, then Redis.
+
+Before starting anything, `up` makes sure the ports are free and no other
+`up` runs from this directory; a gateway counts as ready only when /healthz
+answers with the instance id this `up` gave it, so another stack still
+holding a port is never mistaken for ours.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -13,77 +21,187 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
+from types import FrameType
 
-from roomcast.cli.embedded_redis import EmbeddedRedis
+from roomcast.cli import stack_env
+from roomcast.cli.embedded_redis import EmbeddedRedis, RedisNotFound
+from roomcast.cli.errors import CliError
+from roomcast.cli.preflight import bind_port, reachable
+from shared.settings import Settings, SettingsError, load_settings
 
 DEV_USER_ID = 1
 DEV_USERNAME = "dev"
+READY_TIMEOUT = 30.0
 
 
-def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "roomcast.cli.main", *args], env=env)
-
-
-def _wait_ready(port: int, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.2)  # poll with a deadline while the gateway boots
-    return False
-
-
-def run_up(ports: list[int]) -> int:
-    env = dict(os.environ)
-    embedded: EmbeddedRedis | None = None
-    if not env.get("REDIS_URL"):
-        embedded = EmbeddedRedis(appendonly=True).start()
-        env["REDIS_URL"] = embedded.url
-        print(f"roomcast: embedded redis-server {embedded.url} (data in {embedded.data_dir})")
-    if not env.get("JWT_SECRET") and not env.get("JWT_PUBLIC_KEY"):
-        env["JWT_SECRET"] = secrets.token_urlsafe(32)
-        print("roomcast: JWT_SECRET not set; using a random development secret")
-    env.setdefault("ACCESS_MODE", "open")
-    children: list[subprocess.Popen[bytes]] = [_spawn(["worker", "--processes", "1"], env)]
-    for port in ports:
-        children.append(_spawn(["gateway", "--host", "127.0.0.1", "--port", str(port),
-                                "--instance-id", f"up-{port}"], env))
-    stopping = False
-
-    def _stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+def _settings(env: dict[str, str]) -> Settings:
+    """The children's settings, checked here so a bad one is one line before any start."""
     try:
-        if all(_wait_ready(port) for port in ports):
-            token = subprocess.run(
-                [sys.executable, "-m", "roomcast.cli.main", "token", "--user-id", str(DEV_USER_ID),
-                 "--username", DEV_USERNAME, "--ttl", "86400"],
-                env=env, capture_output=True, text=True, check=False).stdout.strip()
-            print(f"roomcast: ACCESS_MODE={env['ACCESS_MODE']}; gateways on "
-                  + ", ".join(f"http://127.0.0.1:{p}" for p in ports))
-            print(f"roomcast: inspector  http://127.0.0.1:{ports[0]}/?token={token}")
-            print(f"roomcast: websocket  ws://127.0.0.1:{ports[0]}/api/v1/ws/connect?token={token}")
-            print(f"roomcast: dev token  {token}")
-            print("roomcast: Ctrl-C stops everything", flush=True)
-        while not stopping:
-            if any(child.poll() is not None for child in children):
-                print("roomcast: a child process exited; stopping", file=sys.stderr)
-                break
+        return load_settings(**{k: v for k, v in env.items() if k in Settings.model_fields})
+    except SettingsError as exc:
+        raise CliError(f"bad setting {exc}", code=2) from None
+
+
+def _claim_directory(directory: Path) -> None:
+    """One `up` per directory: its .roomcast/env would be overwritten."""
+    previous = stack_env.read(directory)
+    if previous is None:
+        return
+    if previous.is_live():
+        raise CliError(f"roomcast up already runs from this directory (pid {previous.pid}); "
+                       "stop it first, or start this one in another directory")
+    previous.path.unlink(missing_ok=True)  # left by an up that was killed
+
+
+def _check_ports(ports: list[int]) -> None:
+    for port in ports:
+        bind_port("127.0.0.1", port).close()
+
+
+def _dev_token(settings: Settings) -> str:
+    from gateway.auth import issue_token
+
+    if not settings.JWT_SECRET:
+        return "(none: the stack verifies JWT_PUBLIC_KEY; sign with your private key)"
+    return issue_token(settings, DEV_USER_ID, DEV_USERNAME, 86400)
+
+
+def _stack_values(env: dict[str, str], ports: list[int]) -> dict[str, str]:
+    """What another shell needs: every roomcast setting the children run with."""
+    values = {name: env[name] for name in Settings.model_fields if env.get(name)}
+    values[stack_env.GATEWAYS_VAR] = ",".join(f"http://127.0.0.1:{p}" for p in ports)
+    return values
+
+
+def _instance_on(port: int) -> str | None:
+    """The instance id answering /healthz on the port, or None while nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
+            body = json.loads(reply.read())
+    except (OSError, ValueError):
+        return None
+    return str(body.get("instance")) if isinstance(body, dict) else ""
+
+
+class Supervisor:
+    """The children of one `up`, started in order and stopped in reverse."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.stopping = False
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen([sys.executable, "-m", "roomcast.cli.main", *args],
+                                 env=self.env)
+        self.children.append((name, child))
+        return child
+
+    def exited(self) -> str | None:
+        for name, child in self.children:
+            if child.poll() is not None:
+                return f"the {name} exited (code {child.returncode})"
+        return None
+
+    def wait_ready(self, port: int, instance_id: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not self.stopping:
+            problem = self.exited()
+            if problem:
+                raise CliError(f"{problem} while starting; see its messages above")
+            answering = _instance_on(port)
+            if answering == instance_id:
+                return
+            if answering is not None:
+                raise CliError(f"port {port} answers as gateway {answering!r}, not the one this "
+                               "roomcast up started: is another stack running?")
+            if time.monotonic() > deadline:
+                raise CliError(f"the gateway on port {port} did not answer within "
+                               f"{READY_TIMEOUT:.0f} s")
+            time.sleep(0.2)  # poll with a deadline while the gateway boots
+
+    def supervise(self) -> int:
+        while not self.stopping:
+            problem = self.exited()
+            if problem:
+                print(f"roomcast: {problem}; stopping the stack", file=sys.stderr)
+                return 1
             time.sleep(0.2)  # supervision tick
-    finally:
-        for child in reversed(children):  # gateways drain first, then the worker
+        return 0
+
+    def stop(self) -> None:
+        for _, child in reversed(self.children):  # gateways drain first, then the worker
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for child in reversed(children):
+        for _, child in reversed(self.children):
             try:
                 child.wait(15)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def run_up(ports: list[int]) -> int:
+    directory = Path.cwd()
+    _claim_directory(directory)
+    _check_ports(ports)
+    env = dict(os.environ)
+    _settings(env)  # a bad setting stops here, before anything starts
+    supervisor = Supervisor(env)
+    signal.signal(signal.SIGINT, supervisor.on_signal)
+    signal.signal(signal.SIGTERM, supervisor.on_signal)
+    embedded: EmbeddedRedis | None = None
+    written = False
+    try:
+        if env.get("REDIS_URL"):
+            reachable(_settings(env), {"REDIS_URL": "the environment",
+                                       "DRAMATIQ_BROKER_URL": "the environment"}).close()
+        else:
+            try:
+                embedded = EmbeddedRedis(appendonly=True).start()
+            except RedisNotFound as exc:
+                raise CliError(str(exc)) from None
+            env["REDIS_URL"] = embedded.url
+            print(f"roomcast: embedded redis-server {embedded.url} (data in {embedded.data_dir})")
+        if not env.get("JWT_SECRET") and not env.get("JWT_PUBLIC_KEY"):
+            env["JWT_SECRET"] = secrets.token_urlsafe(32)
+            print("roomcast: JWT_SECRET not set; using a random development secret")
+        env.setdefault("ACCESS_MODE", "open")
+        settings = _settings(env)
+        supervisor.spawn("worker", ["worker", "--processes", "1"])
+        # a fresh id per run: a gateway left by another stack cannot answer with it
+        run_id = secrets.token_hex(3)
+        instances = {port: f"up-{port}-{run_id}" for port in ports}
+        for port, instance_id in instances.items():
+            supervisor.spawn(f"gateway on port {port}",
+                             ["gateway", "--host", "127.0.0.1", "--port", str(port),
+                              "--instance-id", instance_id])
+        for port, instance_id in instances.items():
+            supervisor.wait_ready(port, instance_id)
+        if supervisor.stopping:
+            return 0
+        path = stack_env.write(directory, _stack_values(env, ports), os.getpid())
+        written = True
+        _banner(settings, ports, path)
+        return supervisor.supervise()
+    finally:
+        if written:
+            stack_env.remove(directory, os.getpid())
+        supervisor.stop()
         if embedded is not None:
             embedded.cleanup()
-    return 0
+
+
+def _banner(settings: Settings, ports: list[int], path: Path) -> None:
+    token = _dev_token(settings)
+    print(f"roomcast: ACCESS_MODE={settings.ACCESS_MODE.value}; gateways on "
+          + ", ".join(f"http://127.0.0.1:{p}" for p in ports))
+    print(f"roomcast: inspector  http://127.0.0.1:{ports[0]}/?token={token}")
+    print(f"roomcast: websocket  ws://127.0.0.1:{ports[0]}/api/v1/ws/connect?token={token}")
+    print(f"roomcast: dev token  {token}")
+    print(f"roomcast: other shells in this directory use this stack: settings in {path} "
+          "(mode 0600, removed on exit); eval \"$(roomcast env)\" exports them")
+    print("roomcast: Ctrl-C stops everything", flush=True)

