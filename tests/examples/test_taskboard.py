@@ -186,8 +186,18 @@ async def test_a_project_live_from_grant_to_revocation(taskboard: Taskboard) -> 
         project = await ann.call("POST", "/api/projects", {"name": "Launch"}, 201)
         pid, room, chat = project["id"], project["room"], project["chat_room"]
         await ann.call("POST", f"/api/projects/{pid}/members", {"username": "ben"})
-        missing = await ann.http.post(f"/api/projects/{pid}/members", json={"username": "zed"})
-        assert missing.json()["detail"] == "no user 'zed': they log in once first"
+        # each mistake gets one line
+        mistakes = [
+            ("POST", "members", {"username": "zed"}, "no user 'zed': they log in once first"),
+            ("POST", "members", {"username": "ben"}, "'ben' is a member already"),
+            ("DELETE", f"members/{ann.id}", None, "the owner stays a member of their project"),
+            ("DELETE", f"members/{cid.id}", None, f"user {cid.id} is no member of this project")]
+        for method, path, body, answer in mistakes:
+            reply = await ann.http.request(method, f"/api/projects/{pid}/{path}", json=body)
+            assert reply.json()["detail"] == answer
+        foreign = await cid.http.post(f"/api/projects/{pid}/tasks", json={"title": "x"})
+        assert (foreign.status_code, foreign.json()["detail"]) == (404,
+                                                                  f"no project {pid} of yours")
 
         async with connected(taskboard.gateways[0], ben) as ben_ws, \
                 connected(taskboard.gateways[1], ann) as ann_ws, \

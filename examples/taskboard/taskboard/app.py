@@ -77,6 +77,21 @@ def member_of(project_id: int, user: db.Row) -> db.Row:
         return db.project(conn, project_id)
 
 
+def owned(project_id: int, user: db.Row) -> db.Row:
+    project = member_of(project_id, user)
+    if project["owner_id"] != user["id"]:
+        raise HTTPException(403, "only the project's owner changes its members")
+    return project
+
+
+def members_changed(project_id: int) -> None:
+    with db.reading() as conn:
+        members = db.members(conn, project_id)
+    # a built-in event type, published from the request: queued, applied by the worker
+    api.project_updated(access.project_room(project_id), project_id=project_id,
+                        changes={"members": members})
+
+
 def task_of(task_id: int, user: db.Row) -> db.Row:
     with db.reading() as conn:
         try:
@@ -194,6 +209,8 @@ def create_app() -> FastAPI:
             member = db.user_by_name(conn, body.username)
             if member is None:
                 raise HTTPException(404, f"no user {body.username!r}: they log in once first")
+            if db.is_member(conn, project_id, int(member["id"])):
+                raise HTTPException(409, f"{body.username!r} is a member already")
             db.add_member(conn, project_id, int(member["id"]))
         access.grant_member(project_id, int(member["id"]))  # in force from here on
         api.notify(int(member["id"]), title=f"{user['username']} added you to {project['name']}",
@@ -206,25 +223,15 @@ def create_app() -> FastAPI:
         project = owned(project_id, user)
         if user_id == project["owner_id"]:
             raise HTTPException(409, "the owner stays a member of their project")
+        with db.reading() as conn:
+            if not db.is_member(conn, project_id, user_id):
+                raise HTTPException(404, f"user {user_id} is no member of this project")
         access.revoke_member(project_id, user_id)  # first: never a grant without a member
         with db.writing() as conn:
             db.remove_member(conn, project_id, user_id)
         api.notify(user_id, title=f"{user['username']} removed you from {project['name']}",
                    project_id=project_id, sender=str(user["username"]))
         members_changed(project_id)
-
-    def owned(project_id: int, user: db.Row) -> db.Row:
-        project = member_of(project_id, user)
-        if project["owner_id"] != user["id"]:
-            raise HTTPException(403, "only the project's owner changes its members")
-        return project
-
-    def members_changed(project_id: int) -> None:
-        with db.reading() as conn:
-            members = db.members(conn, project_id)
-        # a built-in event type, published from the request: queued, applied by the worker
-        api.project_updated(access.project_room(project_id), project_id=project_id,
-                            changes={"members": members})
 
     # -- domain changes (asynchronous: a Dramatiq actor does them and publishes) --------
     @app.post("/api/projects/{project_id}/tasks", status_code=202)

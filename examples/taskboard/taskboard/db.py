@@ -76,8 +76,8 @@ class NotFound(LookupError):
 
 
 def connect(path: Path | None = None) -> sqlite3.Connection:
-    conn = sqlite3.connect(path or settings().DB, timeout=10, isolation_level=None,
-                           check_same_thread=False)
+    # autocommit mode: transactions are explicit (BEGIN IMMEDIATE in writing())
+    conn = sqlite3.connect(path or settings().DB, timeout=10, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
