@@ -1,12 +1,13 @@
 """The taskboard backend: FastAPI, its own login, SQLite, and roomcast.
 
-Three ways it reaches roomcast, all through `workers.api`:
-- membership (here, in the request): grant, wait until the grant is in force,
-  then answer, so the page can join at once; revoke on removal; notify the user;
+It uses roomcast in three ways, and never talks to Redis itself:
+- membership (here, in the request, through `workers.api`): grant, wait until the
+  grant is in force, then answer, so the page can join at once; revoke on
+  removal; notify the user;
 - domain changes (tasks, comments, chat): the request checks and enqueues a
   Dramatiq actor (taskboard.actors) and answers 202; the worker changes SQLite
   and publishes from inside the job. The page sees the result as an event;
-- tokens: `/api/token` mints a short-lived roomcast JWT for the session.
+- tokens: `/api/token` mints a short-lived roomcast JWT for the session (auth.py).
 
 The endpoints are plain `def`: FastAPI runs them in threads, where sqlite3 and
 the synchronous `workers.api` belong.
