@@ -2,7 +2,7 @@
 from inside the job.
 
 The web app only checks a request and enqueues one of these; the worker
-(`dramatiq workers.actors taskboard.actors`) changes SQLite and publishes. Each
+(`roomcast worker taskboard.actors`) changes SQLite and publishes. Each
 actor builds its change as a function of the open transaction and returns the
 events describing it; `outbox.run_job` commits both together and relays the
 events, once and in commit order.

@@ -3,7 +3,7 @@ with one command.
 
 It starts, in this order: Redis (REDIS_URL if set, else roomcast's embedded
 redis-server on a free port), one worker running roomcast's actors and the
-taskboard's (`dramatiq workers.actors taskboard.actors`), the gateways, and the
+taskboard's (`roomcast worker taskboard.actors`), the gateways, and the
 backend; waits until each is ready; prints the URL to open. Ctrl-C (SIGINT) or
 SIGTERM stops them in reverse order, so the gateways drain while Redis is still
 there.
@@ -97,9 +97,6 @@ def _environment(args: argparse.Namespace, gateway_ports: list[int]) -> dict[str
         "TASKBOARD_GATEWAYS": ",".join(f"http://{args.host}:{p}" for p in gateway_ports),
         "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p),
         "PYTHONUNBUFFERED": "1",
-        # the tuning `roomcast worker` applies to Dramatiq (see roomcast/cli/main.py)
-        "dramatiq_worker_timeout": env.get("dramatiq_worker_timeout", "20"),
-        "dramatiq_queue_prefetch": env.get("dramatiq_queue_prefetch", "32"),
     })
     if not env.get("JWT_SECRET") and not env.get("JWT_PUBLIC_KEY"):
         env["JWT_SECRET"] = secrets.token_urlsafe(32)  # the backend signs, gateways verify
@@ -198,9 +195,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             with _ctrl_c_blocked():
                 embedded = EmbeddedRedis(appendonly=True).start()
             redis_url = env["REDIS_URL"] = embedded.url
-        children.append(_spawn("the worker", ["-m", "dramatiq", "workers.actors",
-                                              "taskboard.actors", "--processes", "1",
-                                              "--threads", "4"], env))
+        # roomcast's worker, running our actor module beside its own
+        children.append(_spawn("the worker", ["-m", "roomcast.cli.main", "worker", "--processes",
+                                              "1", "--threads", "4", "taskboard.actors"], env))
         for port in gateway_ports:
             children.append(_spawn(
                 f"the gateway on :{port}",
