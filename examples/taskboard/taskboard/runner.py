@@ -32,7 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from roomcast.cli.embedded_redis import EmbeddedRedis
+from roomcast.cli.embedded_redis import EmbeddedRedis, RedisNotFound
+from shared.settings import Settings, SettingsError, load_settings
 from taskboard import config
 
 HERE = Path(__file__).resolve().parents[1]  # examples/taskboard
@@ -102,9 +103,11 @@ def _environment(args: argparse.Namespace, gateway_ports: list[int]) -> dict[str
         env["JWT_SECRET"] = secrets.token_urlsafe(32)  # the backend signs, gateways verify
     if not env.get("JWT_SECRET"):
         raise RunError("the backend issues tokens with JWT_SECRET (HMAC); unset JWT_PUBLIC_KEY")
+    # a bad setting is one line now, before anything starts, not a traceback later
     try:
-        config.load(env)  # a bad TASKBOARD_* value: one line now, not a traceback later
-    except config.ConfigError as exc:
+        config.load(env)
+        load_settings(**{k: v for k, v in env.items() if k in Settings.model_fields})
+    except (config.ConfigError, SettingsError) as exc:
         raise RunError(f"bad setting {exc}") from None
     return env
 
@@ -193,7 +196,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         redis_url = env.get("REDIS_URL")
         if not redis_url:
             with _ctrl_c_blocked():
-                embedded = EmbeddedRedis(appendonly=True).start()
+                try:
+                    embedded = EmbeddedRedis(appendonly=True).start()
+                except RedisNotFound:
+                    raise RunError("no Redis to start: install redis-server (apt install "
+                                   "redis-server, brew install redis), or pip install "
+                                   "'roomcast[embedded-redis]', or set REDIS_URL") from None
             redis_url = env["REDIS_URL"] = embedded.url
         # roomcast's worker, running our actor module beside its own
         children.append(_spawn("the worker", ["-m", "roomcast.cli.main", "worker", "--processes",
