@@ -1,0 +1,1 @@
+"""taskboard: the reference application of roomcast (see examples/taskboard/README.md)."""
