@@ -18,7 +18,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
+from gateway.fast_path import WebSocketFastPath
 from gateway.logs import install_redaction
 from gateway.node import Node
 from gateway.routes import router
@@ -45,10 +47,17 @@ def create_app(settings: Settings | None = None, instance_id: str | None = None,
         async with node_running(node):
             yield
 
-    app = FastAPI(title="roomcast gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = GatewayApp(title="roomcast gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.node = node
     app.include_router(router)
     return app
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with our WebSocket path served in front of the middleware stack."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return WebSocketFastPath(super().build_middleware_stack())
 
 
 @asynccontextmanager

@@ -88,6 +88,28 @@ _Item = bytes | _Replay | _CloseAfterFlush
 
 
 class Connection:
+    # tens of thousands per gateway: no per-instance __dict__
+    __slots__ = (
+        "_batch",
+        "_expiry",
+        "_flushed",
+        "_held",
+        "_last_sent",
+        "_queue",
+        "_queued_bytes",
+        "_queued_frames",
+        "_writer",
+        "close_code",
+        "close_reason",
+        "id",
+        "limits",
+        "opened_at",
+        "principal",
+        "rooms",
+        "sink",
+        "state",
+    )
+
     def __init__(self, sink: FrameSink, principal: Principal, connection_id: str,
                  limits: SendLimits) -> None:
         self.sink = sink
@@ -99,8 +121,7 @@ class Connection:
         self.rooms: set[str] = set()
         self.close_code: int | None = None
         self.close_reason = ""
-        self.closed = asyncio.Event()
-        self._queue: deque[_Item] = deque()
+        self._queue: deque[_Item] | None = None  # made when first needed: 760 B each
         self._queued_frames = 0  # bytes items in the queue
         self._queued_bytes = 0
         # The task writing queued items, None when nothing is queued or in flight:
@@ -143,7 +164,7 @@ class Connection:
         self._begin_close(code, reason)
         if self._writer is not None:
             self._flushed = asyncio.Event()
-            self._queue.append(_CloseAfterFlush(code, reason))
+            self._queued().append(_CloseAfterFlush(code, reason))
             try:
                 await asyncio.wait_for(self._flushed.wait(), timeout)
             except TimeoutError:
@@ -157,7 +178,6 @@ class Connection:
     def _finish_close(self) -> None:
         self.sink.close(int(self.close_code or CloseCode.NORMAL), self.close_reason)
         self._drop_queue()
-        self.closed.set()
 
     def mark_closed(self, code: int | None) -> None:
         """The socket is gone (the receive loop saw the disconnect)."""
@@ -167,10 +187,14 @@ class Connection:
             self.close_code = code
         self.state = State.CLOSED
         self._drop_queue()
-        self.closed.set()
+
+    def _queued(self) -> deque[_Item]:
+        if self._queue is None:
+            self._queue = deque()
+        return self._queue
 
     def _drop_queue(self) -> None:
-        self._queue.clear()
+        self._queue = None
         self._queued_frames = self._queued_bytes = 0
         self._held.clear()
         self._batch = []
@@ -202,7 +226,7 @@ class Connection:
                 or self._queued_bytes + sink.buffered + size > self.limits.buffer_max_bytes):
             self._overflow()
             return
-        self._queue.extend(frames)
+        self._queued().extend(frames)
         self._queued_frames += len(frames)
         self._queued_bytes += size
         self._start_writer()
@@ -247,7 +271,7 @@ class Connection:
         self._last_sent[room] = max(self._last_sent.get(room, (0, 0)), baseline)
         if replay is not None:
             self.flush_batch()
-            self._queue.append(_Replay(replay))
+            self._queued().append(_Replay(replay))
             self._start_writer()
         for id_key, frame in held:
             self.push_event(room, id_key, frame)
@@ -283,7 +307,7 @@ class Connection:
                     await sink.wait_writable()
                     sink.write(frames)
                     continue
-                item = self._queue.popleft()
+                item = self._queued().popleft()
                 if isinstance(item, _Replay):
                     await self._write_replay(item.cursor)
                 elif isinstance(item, _CloseAfterFlush):
@@ -299,6 +323,8 @@ class Connection:
         finally:
             if asyncio.current_task() is self._writer:
                 self._writer = None
+                if not self._queue:
+                    self._queue = None  # an idle connection holds no queue
 
     async def _write_replay(self, cursor: ReplayCursor) -> None:
         """Page by page, each written once the socket has drained the one before."""
