@@ -1,7 +1,7 @@
 """Thin Dramatiq actors: publish an event, change room access.
 
 Backends normally go through `workers.api`, whose ordered job queue the worker
-consumes beside these actors (workers/inbox.py). The actors are the same
+consumes beside these actors (shared/engines/job_runner.py). The actors are the same
 operations as Dramatiq jobs, for code that sends Dramatiq messages itself
 (another service, another language): each applies its change directly, from
 inside the job.

@@ -1,6 +1,6 @@
 """The consumer side of the job queue, for any engine: apply the jobs shard by shard.
 
-It runs in every worker process (started by workers.broker.InboxMiddleware), and
+It runs in every worker process (started by workers.broker.JobRunnerMiddleware), and
 inside the gateway process with ENGINE=memory.
 
 Each shard's jobs are applied by one worker at a time, in queue order, which is

@@ -1,6 +1,11 @@
 """Jobs as stream-entry fields (the Redis engine's inbox), and how a producer's
 jobs are split by shard: jobs of one shard keep their order, and an event job is
-cut into jobs of one shard each (a shard is consumed by one worker at a time)."""
+cut into jobs of one shard each (a shard is consumed by one worker at a time).
+
+An access job goes to the shard of the room its check reads first: a grant or a
+revocation to its room's, a link to its project room's. So `link_room(channel,
+project)` then `grant_access(user, project).wait()` from one producer returns only
+once the link is in force too (same shard, same order)."""
 
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ def split_by_shard(jobs: Sequence[Job], shards: int) -> dict[int, list[Job]]:
     out: dict[int, list[Job]] = {}
     for job in jobs:
         if isinstance(job, AccessJob):
-            out.setdefault(shard_of(job.room, shards), []).append(job)
+            room = job.project_room if job.op == "link" else job.room
+            out.setdefault(shard_of(room, shards), []).append(job)
             continue
         per_shard: dict[int, list[PendingEvent]] = {}
         for event in job.events:
