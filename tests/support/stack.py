@@ -116,11 +116,11 @@ class Stack:
     def env(self) -> dict[str, str]:
         return base_env(self.redis_url, **self.env_overrides)
 
-    def start_worker(self, threads: int = 4, modules: tuple[str, ...] = ()
-                     ) -> subprocess.Popen[bytes]:
+    def start_worker(self, threads: int = 4, modules: tuple[str, ...] = (),
+                     processes: int = 1) -> subprocess.Popen[bytes]:
         log = (self.workdir / "worker.log").open("ab")
-        self.worker = subprocess.Popen(_roomcast("worker", "--processes", "1", "--threads",
-                                                 str(threads), *modules),
+        self.worker = subprocess.Popen(_roomcast("worker", "--processes", str(processes),
+                                                 "--threads", str(threads), *modules),
                                        env=self.env, stdout=log, stderr=log)
         return self.worker
 

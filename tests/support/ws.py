@@ -120,6 +120,20 @@ class WsClient:
                 return self.events(room, type_)
         return await asyncio.wait_for(_enough(), timeout)
 
+    async def wait_events_total(self, count: int, *, match: Callable[[Frame], bool],
+                                timeout: float = DEFAULT_TIMEOUT) -> list[Frame]:
+        """Wait until `count` room events (of any room) satisfy `match`."""
+        async def _enough() -> list[Frame]:
+            async with self._arrived:
+                while True:
+                    found = [f for f in self.events() if match(f)]
+                    if len(found) >= count:
+                        return found
+                    if self.closed.is_set():
+                        raise ConnectionError(f"closed {self.close_code} {self.close_reason}")
+                    await self._arrived.wait()
+        return await asyncio.wait_for(_enough(), timeout)
+
     async def wait_closed(self, timeout: float = DEFAULT_TIMEOUT) -> int | None:
         await asyncio.wait_for(self.closed.wait(), timeout)
         return self.close_code

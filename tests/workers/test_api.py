@@ -189,3 +189,22 @@ def test_an_enqueue_works_after_redis_forgot_its_scripts(
     redis_client.script_flush()
     backend.notify(3, title="after the flush")
     assert queued(redis_client, settings.STREAM_SHARDS) == before + 1
+
+
+def test_a_full_queue_pushes_back_then_raises_queue_full(
+        redis_client: redis.Redis, settings: Settings) -> None:
+    """No worker here: past PUBLISH_QUEUE_MAX jobs in a shard the enqueue waits up to
+    PUBLISH_QUEUE_TIMEOUT, then raises; what was queued before stays queued."""
+    from shared.engines.roles import QueueFull
+
+    room = "task:404"
+    shard = shard_of(room, settings.STREAM_SHARDS)
+    redis_client.delete(keys.inbox(shard))
+    tight = settings.model_copy(update={"PUBLISH_QUEUE_MAX": 2, "PUBLISH_QUEUE_TIMEOUT": 0.2})
+    backend = Backend(tight)
+    for n in range(2):
+        backend.task_deleted(room, task_id=n, project_id=1)
+    with pytest.raises(QueueFull, match="PUBLISH_QUEUE_MAX"):
+        backend.task_deleted(room, task_id=2, project_id=1)
+    assert redis_client.xlen(keys.inbox(shard)) == 2
+    backend.close()
