@@ -1,4 +1,5 @@
-"""Chaos run (issue 3): gateways SIGKILLed under load lose nothing for resuming clients.
+"""Chaos run: gateways and the worker SIGKILLed under load lose nothing for resuming
+clients, and one producer's events keep their order.
 
 Three gateways, one worker, 200 SDK clients in 50 rooms, each homed on one
 gateway: three in four list the other two gateways as failover URLs (the SDK
@@ -6,21 +7,26 @@ moves to the next URL on a drop), one in four is sticky (its home URL only, so
 it retries until its gateway is back and joins it while the restarted gateway
 is still catching up with what it missed). For DURATION seconds one gateway
 is SIGKILLed every KILL_EVERY seconds (round-robin) and restarted with the same
-instance id, while sequence-numbered events go to the rooms through the real
-worker path. Then every client must catch up, and:
+instance id, and the worker (its whole process group) is SIGKILLed at
+WORKER_KILLS and restarted, while one producer publishes sequence-numbered events
+of several sizes (up to EVENT_MAX_BYTES) to the rooms through the real worker
+path. PAUSERS more members run in processes of their own that the test freezes
+(SIGSTOP) for PAUSE_SECONDS now and then: a client that stops reading for a few
+seconds while staying under the send bounds. Then every client must catch up, and:
 
 - lost = 0: every (client, room, seq) published after the client joined arrived;
-- duplicates = 0 and out of order = 0: per client and room, seqs strictly
-  increase in arrival order;
+- duplicates = 0; stream out of order = 0 (ids increase per room); producer-order
+  inversions = 0 (per client and room, the producer's seqs increase in arrival
+  order), for the SDK clients and the paused members alike;
 - recovered:false answers (NotRecovered) = 0, resync_required = 0;
 - the p99 time to resume (SDK Disconnected -> every room Recovered after the
   reconnect) stays under RESUME_P99_LIMIT for failover clients and under
   the slowest restart + one backoff step + RESUME_P99_LIMIT for sticky ones (they
   wait for the restart).
 
-Events go round-robin over the rooms, and an event is enqueued only once its
-room's previous one is appended, so per room the seq order is the stream order
-even with a multi-threaded worker (see Publisher).
+Events go round-robin over the rooms from one thread calling workers.api: one
+producer, whose order the job queue keeps whatever the worker's threads, crashes
+and retries (there is no gate waiting for an event to land before the next).
 
 The figures are printed one per line (`CHAOS name = value`) and, if
 CHAOS_REPORT names a file, written there as JSON. CHAOS_DURATION shortens the
@@ -30,10 +36,13 @@ run for local use (the event count scales with it).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
 import random
+import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -60,6 +69,7 @@ from roomcast.client import (
 from roomcast.client.backoff import DEFAULT_CAP
 from shared import keys
 from shared.settings import Settings
+from tests.support.delivery import WorkerGroup
 from tests.support.redis_fixture import running_redis
 from tests.support.stack import JWT_SECRET, Stack
 from tests.support.tokens import make_token
@@ -78,6 +88,12 @@ ROOMS = 50
 # Each client is in two rooms (8 members per room, spread over all gateways).
 ROOM_OFFSETS = (1, 12, 23, 34)  # second room of client i: room i + offset[i // ROOMS]
 KILL_EVERY = 5.0
+WORKER_KILLS = (10.0, 30.0, 50.0)  # seconds into the chaos window (between gateway kills)
+PAUSERS = 6
+PAUSE_EVERY = 7.0
+PAUSE_SECONDS = 3.0  # < the 2 x heartbeat keepalive: a paused member is not dropped
+# Event sizes: (share of events, padding bytes); the largest near EVENT_MAX_BYTES.
+SIZES = ((0.90, 0), (0.08, 4_000), (0.015, 16_000), (0.005, 64_000))
 FIRST_KILL_AT = 2.5  # kills at 2.5, 7.5, ... so none lands on the start or the end
 WORKER_THREADS = 8
 STREAM_SHARDS = 4
@@ -95,7 +111,6 @@ CONNECT_DEADLINE = 30.0
 WORKER_READY_DEADLINE = 30.0
 SETTLE_DEADLINE = 15.0
 RESTART_DEADLINE = 30.0
-LANDED_DEADLINE = 30.0  # an event's predecessor in its room must be appended by then
 PUBLISH_GRACE = 15.0  # publisher may finish this long after the chaos window
 DRAIN_DEADLINE = 60.0
 CLOSE_DEADLINE = 10.0
@@ -135,7 +150,9 @@ class Probe:
     arrivals: dict[str, list[int]] = field(default_factory=dict)  # seqs, arrival order
     distinct: dict[str, set[int]] = field(default_factory=dict)
     duplicates: int = 0
-    out_of_order: int = 0
+    out_of_order: int = 0  # producer-order inversions: a seq below one already seen
+    stream_out_of_order: int = 0  # an id at or below the room's last one
+    last_id: dict[str, tuple[int, int]] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)  # publish -> receipt, s
     outage_since: float | None = None  # monotonic time of the Disconnected
     waiting: set[str] = field(default_factory=set)  # rooms not yet rejoined
@@ -176,6 +193,11 @@ class Probe:
             return
         if event.type != EVENT_TYPE or event.room not in self.arrivals:
             return
+        ms, _, n = event.id.partition("-")
+        id_key = (int(ms), int(n))
+        if id_key <= self.last_id.get(event.room, (0, 0)):
+            self.stream_out_of_order += 1
+        self.last_id[event.room] = id_key
         seq = event.data["seq"]
         seen = self.distinct[event.room]
         arrived = self.arrivals[event.room]
@@ -234,30 +256,24 @@ class Probe:
 
 # -- the publisher: sequence-numbered events through the worker, at a fixed rate -------
 class Publisher(threading.Thread):
-    """Publishes `total` events round-robin over `rooms` at `rate`/s via workers.api.
+    """One producer: `total` events round-robin over `rooms` at `rate`/s via workers.api,
+    of the sizes in SIZES. Nothing waits for an event to land before the next: the
+    job queue keeps this thread's order per room across worker kills."""
 
-    Per room, an event is enqueued only once the room's previous event has
-    been appended (its dedupe key exists): the worker runs several threads, and
-    without this gate two jobs of one room could be appended in either order,
-    which would make a seq-order check test Dramatiq instead of roomcast. With
-    the rooms taken in turn the gate almost never waits.
-    """
-
-    def __init__(self, backend: Backend, store: redis.Redis, rooms: list[str], total: int,
-                 rate: float) -> None:
+    def __init__(self, backend: Backend, rooms: list[str], total: int, rate: float) -> None:
         super().__init__(name="chaos-publisher", daemon=True)
         self.backend = backend
-        self.store = store
         self.rooms = rooms
         self.total = total
         self.rate = rate
         self.stop = threading.Event()
         self.published: dict[str, list[int]] = {room: [] for room in rooms}
         self.count = 0
-        self.gate_waits = 0
+        self.bytes_by_size: Counter[int] = Counter()
         self.started_at = 0.0
         self.finished_at = 0.0
         self.error: BaseException | None = None
+        self._rng = random.Random(11)
 
     def run(self) -> None:
         try:
@@ -267,8 +283,15 @@ class Publisher(threading.Thread):
         finally:
             self.finished_at = time.monotonic()
 
+    def _padding(self) -> int:
+        roll = self._rng.random()
+        for share, size in SIZES:
+            if roll < share:
+                return size
+            roll -= share
+        return 0
+
     def _publish_all(self) -> None:
-        previous: dict[str, str] = {}
         self.started_at = time.monotonic()
         for seq in range(self.total):
             delay = self.started_at + seq / self.rate - time.monotonic()
@@ -277,31 +300,27 @@ class Publisher(threading.Thread):
             if self.stop.is_set():
                 return
             room = self.rooms[seq % len(self.rooms)]
-            if room in previous:
-                self._wait_landed(room, previous[room])
-            project_id = int(room.split(":")[1])
-            previous[room] = self.backend.event(EVENT_TYPE, room, {
-                "project_id": project_id, "changes": {}, "seq": seq, "sent_at": time.time()})
+            data: dict[str, Any] = {"project_id": int(room.split(":")[1]), "changes": {},
+                                    "seq": seq, "sent_at": time.time()}
+            pad = self._padding()
+            if pad:
+                # the largest events land just under EVENT_MAX_BYTES once encoded
+                data["pad"] = "x" * (pad - 600 if pad > 60_000 else pad)
+            self.backend.event(EVENT_TYPE, room, data)
+            self.bytes_by_size[pad] += 1
             self.published[room].append(seq)
             self.count += 1
 
-    def _wait_landed(self, room: str, key: str) -> None:
-        dedupe_key = keys.dedupe(key, room, STREAM_SHARDS)
-        if self.store.exists(dedupe_key):
-            return
-        self.gate_waits += 1
-        deadline = time.monotonic() + LANDED_DEADLINE
-        while not self.store.exists(dedupe_key):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"event {key} to {room} not appended within "
-                                   f"{LANDED_DEADLINE}s: is the worker alive?")
-            if self.stop.wait(0.002):  # poll with a deadline
-                return
-
 
 # -- the stack ------------------------------------------------------------------------
+@dataclass
+class ChaosStack:
+    stack: Stack
+    worker: WorkerGroup  # in a session of its own: SIGKILL takes the whole group
+
+
 @pytest.fixture
-def chaos_stack() -> Iterator[Stack]:
+def chaos_stack() -> Iterator[ChaosStack]:
     with running_redis(prefer_process=True) as server:
         stack = Stack(server.url, env_overrides={
             "ACCESS_MODE": "open",
@@ -309,13 +328,15 @@ def chaos_stack() -> Iterator[Stack]:
             "STREAM_SHARDS": str(STREAM_SHARDS),
             "WS_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
         })
+        worker = WorkerGroup(stack.env, stack.workdir / "worker.log", threads=WORKER_THREADS)
         try:
-            stack.start_worker(threads=WORKER_THREADS)
+            worker.start()
             for n in range(GATEWAYS):
                 stack.add_gateway(instance_id=f"chaos-gw-{n}")
-            yield stack
+            yield ChaosStack(stack, worker)
         finally:
             stack.stop()
+            worker.stop()
 
 
 def wait_worker_ready(backend: Backend, store: redis.Redis) -> None:
@@ -327,6 +348,82 @@ def wait_worker_ready(backend: Backend, store: redis.Redis) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("worker did not append the probe event")
         time.sleep(0.05)  # poll with a deadline
+
+
+# -- members in processes of their own, frozen now and then ---------------------------
+@dataclass
+class Pauser:
+    index: int
+    rooms: tuple[str, ...]
+    out: Path
+    process: asyncio.subprocess.Process
+    pauses: int = 0
+
+
+async def start_pausers(stack: Stack, workdir: Path) -> list[Pauser]:
+    urls = [g.url for g in stack.gateways]
+    pausers = []
+    for n in range(PAUSERS):
+        index = CLIENTS + n
+        rooms = rooms_of(index)
+        out = workdir / f"pauser-{n}.json"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.support.pauser", str(out),
+            make_token(USER_BASE + index, f"pauser{n}"), ",".join(rooms),
+            *urls[n % len(urls):], *urls[:n % len(urls)],
+            stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        pausers.append(Pauser(index, rooms, out, process))
+    for pauser in pausers:
+        assert pauser.process.stdout is not None
+        async with asyncio.timeout(CONNECT_DEADLINE):
+            assert (await pauser.process.stdout.readline()).strip() == b"joined"
+    return pausers
+
+
+async def run_pauses(pausers: list[Pauser], started: float, duration: float) -> None:
+    """Freeze one member after the other for PAUSE_SECONDS, every PAUSE_EVERY s."""
+    k = 0
+    while (due := started + PAUSE_EVERY / 2 + k * PAUSE_EVERY) < started + duration:
+        await sleep_until(due)
+        pauser = pausers[k % len(pausers)]
+        pauser.process.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(PAUSE_SECONDS)  # how long it reads nothing: the scenario
+        pauser.process.send_signal(signal.SIGCONT)
+        pauser.pauses += 1
+        k += 1
+
+
+def pauser_caught_up(pauser: Pauser, expected: dict[str, int]) -> bool:
+    try:
+        arrivals = json.loads(pauser.out.read_text())["arrivals"]
+    except (OSError, ValueError):
+        return False
+    return all(len(set(arrivals[room])) >= expected[room] for room in pauser.rooms)
+
+
+async def stop_pausers(pausers: list[Pauser]) -> list[dict[str, Any]]:
+    results = []
+    for pauser in pausers:
+        pauser.process.send_signal(signal.SIGCONT)
+        pauser.process.terminate()
+    for pauser in pausers:
+        async with asyncio.timeout(CLOSE_DEADLINE):
+            await pauser.process.wait()
+        results.append(json.loads(pauser.out.read_text()))
+    return results
+
+
+async def run_worker_kills(worker: WorkerGroup, started: float) -> int:
+    """SIGKILL the worker (the Dramatiq parent and its processes) at WORKER_KILLS."""
+    kills = 0
+    for at in WORKER_KILLS:
+        if at >= DURATION:
+            break
+        await sleep_until(started + at)
+        await asyncio.to_thread(worker.kill)
+        worker.start()
+        kills += 1
+    return kills
 
 
 def wait_presence_settled(store: redis.Redis, probes: list[Probe]) -> None:
@@ -428,14 +525,31 @@ def log_problems(stack: Stack) -> dict[str, int]:
     return dict(problems.most_common())
 
 
+def check_paused(pausers: list[Pauser], results: list[dict[str, Any]],
+                 published: dict[str, list[int]]) -> dict[str, int]:
+    """Lost, duplicated and reordered events of the members that were frozen."""
+    lost = duplicates = inversions = not_recovered = 0
+    for pauser, result in zip(pausers, results, strict=True):
+        not_recovered += int(result["not_recovered"])
+        for room in pauser.rooms:
+            got = result["arrivals"][room]
+            duplicates += len(got) - len(set(got))
+            inversions += sum(1 for a, b in itertools.pairwise(got) if b < a)
+            lost += len(set(published[room]) - set(got))
+    return {"paused_members": len(pausers), "pauses": sum(p.pauses for p in pausers),
+            "paused_lost": lost, "paused_duplicates": duplicates,
+            "paused_order_inversions": inversions, "paused_not_recovered": not_recovered}
+
+
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 1)
 
 
 @pytest.mark.timeout(300)
-async def test_gateways_sigkilled_under_load_lose_nothing(chaos_stack: Stack) -> None:
+async def test_gateways_and_worker_sigkilled_under_load_lose_nothing(
+        chaos_stack: ChaosStack, tmp_path: Path) -> None:
     wall_started = time.monotonic()
-    stack = chaos_stack
+    stack = chaos_stack.stack
     settings = Settings(REDIS_URL=stack.redis_url, JWT_SECRET=JWT_SECRET,
                         STREAM_SHARDS=STREAM_SHARDS)
     backend = Backend(settings)
@@ -458,8 +572,9 @@ async def test_gateways_sigkilled_under_load_lose_nothing(chaos_stack: Stack) ->
                                 make_token(user_id, f"chaos{i}"),
                                 rng=random.Random(i), connect_kwargs={"proxy": None})
         probes.append(Probe(i, rooms_of(i), client, sticky))
-    publisher = Publisher(backend, store, [room_name(r) for r in range(ROOMS)],
-                          TOTAL_EVENTS, EVENTS_PER_SECOND)
+    publisher = Publisher(backend, [room_name(r) for r in range(ROOMS)], TOTAL_EVENTS,
+                          EVENTS_PER_SECOND)
+    pausers = await start_pausers(stack, tmp_path)
     try:
         await asyncio.to_thread(wait_worker_ready, backend, store)
         connect_seconds = await connect_all(probes)
@@ -470,7 +585,10 @@ async def test_gateways_sigkilled_under_load_lose_nothing(chaos_stack: Stack) ->
             p.chaos_from_ms = time.time() * 1000
         chaos_started = time.monotonic()
         publisher.start()
-        kills = await run_chaos(stack, chaos_started, DURATION)
+        kills, worker_kills, _ = await asyncio.gather(
+            run_chaos(stack, chaos_started, DURATION),
+            run_worker_kills(chaos_stack.worker, chaos_started),
+            run_pauses(pausers, chaos_started, DURATION))
         chaos_seconds = time.monotonic() - chaos_started
         await asyncio.to_thread(publisher.join, max(0.0, chaos_started + DURATION
                                                     + PUBLISH_GRACE - time.monotonic()))
@@ -488,6 +606,11 @@ async def test_gateways_sigkilled_under_load_lose_nothing(chaos_stack: Stack) ->
             if time.monotonic() > drain_deadline:
                 break
             await asyncio.sleep(POLL)  # poll with a deadline
+        while not all(pauser_caught_up(pauser, expected) for pauser in pausers):
+            if time.monotonic() > drain_deadline:
+                break
+            await asyncio.sleep(POLL)  # poll with a deadline (they write as they go)
+        paused = await stop_pausers(pausers)
         drained_at = time.monotonic()
         drain_seconds = drained_at - drain_started
         states = Counter(p.client.state.value for p in probes)
@@ -495,6 +618,10 @@ async def test_gateways_sigkilled_under_load_lose_nothing(chaos_stack: Stack) ->
         presence_events = sum(p.presence_events for p in probes)  # before the closes add some
     finally:
         publisher.stop.set()
+        for pauser in pausers:
+            if pauser.process.returncode is None:
+                pauser.process.send_signal(signal.SIGCONT)
+                pauser.process.kill()
         async with asyncio.timeout(CLOSE_DEADLINE):
             await asyncio.gather(*(p.client.close() for p in probes), return_exceptions=True)
         sdk_log.removeHandler(counter)
@@ -512,6 +639,7 @@ async def test_gateways_sigkilled_under_load_lose_nothing(chaos_stack: Stack) ->
             if missing and len(lost_examples) < 10:
                 lost_examples.append(f"client {p.index} {room}: {len(missing)} missing, "
                                      f"first seqs {sorted(missing)[:5]}")
+    paused_figures = check_paused(pausers, paused, publisher.published)
     expected_deliveries = sum(expected[room] for p in probes for room in p.rooms)
     received = sum(len(a) for p in probes for a in p.arrivals.values())
     resume_times = [t for p in probes for t in p.resume_times]
@@ -533,7 +661,8 @@ async def test_gateways_sigkilled_under_load_lose_nothing(chaos_stack: Stack) ->
         "events_published": publisher.count,
         "publish_seconds": round(publish_seconds, 2),
         "publish_events_per_s": round(publisher.count / publish_seconds, 1),
-        "ordering_gate_waits": publisher.gate_waits,
+        "events_by_padding_bytes": dict(sorted(publisher.bytes_by_size.items())),
+        "worker_kills": worker_kills,
         "kills": len(kills),
         "kill_schedule": [k.__dict__ for k in kills],
         "restart_p50_s": round(percentile([k.restart_seconds for k in kills], 50) or 0, 2),
@@ -546,7 +675,9 @@ async def test_gateways_sigkilled_under_load_lose_nothing(chaos_stack: Stack) ->
         "delivered_per_s": round(received / (drained_at - chaos_started), 1),
         "lost": lost,
         "duplicates": sum(p.duplicates for p in probes),
-        "out_of_order": sum(p.out_of_order for p in probes),
+        "stream_out_of_order": sum(p.stream_out_of_order for p in probes),
+        "producer_order_inversions": sum(p.out_of_order for p in probes),
+        **paused_figures,
         "not_recovered": sum(p.not_recovered for p in probes),
         "resync_required": sum(p.resyncs for p in probes),
         "sdk_filtered_duplicates": counter.count,
@@ -593,8 +724,13 @@ async def test_gateways_sigkilled_under_load_lose_nothing(chaos_stack: Stack) ->
     assert len(kills) == int((DURATION - FIRST_KILL_AT) // KILL_EVERY) + 1
     assert report["drops"] > 0, "no client ever lost its gateway: the chaos did not bite"
     assert lost == 0, f"{lost} events lost: {lost_examples}"
+    assert worker_kills == len([at for at in WORKER_KILLS if at < DURATION])
     assert report["duplicates"] == 0
-    assert report["out_of_order"] == 0
+    assert report["stream_out_of_order"] == 0
+    assert report["producer_order_inversions"] == 0
+    assert (report["paused_lost"], report["paused_duplicates"],
+            report["paused_order_inversions"], report["paused_not_recovered"]) == (0, 0, 0, 0)
+    assert report["pauses"] > 0
     assert report["not_recovered"] == 0
     assert report["resync_required"] == 0
     assert report["rooms_left"] == 0
