@@ -62,8 +62,12 @@ def build_parser() -> OneLineParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="the whole stack for a laptop (Redis, a worker, gateways)")
-    up.add_argument("--ports", type=port_list, default=[8000, 8001],
-                    help="gateway ports, comma separated (default 8000,8001)")
+    up.add_argument("--engine", choices=["redis", "memory"], default=None,
+                    help="redis (default, or ENGINE): Redis, a worker and gateways; memory: "
+                         "one gateway process, no Redis")
+    up.add_argument("--ports", type=port_list, default=None,
+                    help="gateway ports, comma separated (default 8000,8001; 8000 with "
+                         "--engine memory, which serves one gateway)")
 
     sub.add_parser("env", help="print the settings `roomcast up` wrote here, as export lines")
 

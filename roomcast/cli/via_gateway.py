@@ -52,7 +52,7 @@ def enqueue_through(url: str, why: str, settings: Settings, job: Job,
     except RemoteError as exc:
         raise CliError(str(exc), code=2) from None
     # where the URL came from: named in the error unless the user typed it
-    came_from = "" if why == "--url" else f" ({why})"
+    came_from = "" if why == "--url" else f"; {why}"
     try:
         target.sync_jobs.enqueue([job])
     except RemoteError as exc:

@@ -85,7 +85,8 @@ async def test_up_serves_a_second_shell_and_ctrl_c_stops_it(tmp_path: Path) -> N
         assert "already runs from this directory" in _failing_up([free_port()], tmp_path)
 
         exported = _second_shell(tmp_path, "env").stdout
-        for name in ("REDIS_URL", "JWT_SECRET", "ACCESS_MODE", "ROOMCAST_GATEWAY_URLS"):
+        for name in ("REDIS_URL", "JWT_SECRET", "ACCESS_MODE", "ENGINE", "EVENTS_API_KEY",
+                     "ROOMCAST_GATEWAY_URLS"):
             assert f"export {name}=" in exported, exported
 
         user, room = 77, "project:77"
@@ -107,6 +108,13 @@ async def test_up_serves_a_second_shell_and_ctrl_c_stops_it(tmp_path: Path) -> N
                                 json.dumps({"project_id": 77, "changes": {}}))
         got = [(await c.wait_events(room, 1, type_="project.updated"))[0] for c in clients]
         assert got[0]["id"] == got[1]["id"]
+        # through a gateway's backend API, with the EVENTS_API_KEY `up` generated
+        via_api = await asyncio.to_thread(
+            _second_shell, tmp_path, "publish", "project.archived", "--room", room,
+            "--data", json.dumps({"project_id": 77}), "--url", f"http://127.0.0.1:{ports[1]}")
+        assert "EVENTS_API_KEY from .roomcast/env" in via_api.stderr
+        for client in clients:
+            await client.wait_events(room, 1, type_="project.archived")
 
         up.send_signal(signal.SIGINT)
         codes = [await c.wait_closed(15) for c in clients]
