@@ -37,7 +37,7 @@ import psutil
 
 from roomcast.cli import stack_env
 from roomcast.cli.embedded_redis import free_port
-from tests.support.cli import clean_env, one_line_error, run_cli
+from tests.support.cli import clean_env, one_line_error, read_until, run_cli
 from tests.support.ws import WsClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,19 +75,6 @@ def _launch(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen
                                 start_new_session=True)
 
 
-def _read_until(process: subprocess.Popen[str], pattern: str, deadline: float) -> str:
-    assert process.stdout is not None
-    lines: list[str] = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if re.search(pattern, line):
-            return "".join(lines)
-    raise AssertionError("".join(lines) or "no output")
-
-
 def _second_shell(cwd: Path, env: dict[str, str], *args: str) -> str:
     """A command in another terminal in the same directory; its stderr."""
     result = run_cli(*args, cwd=cwd, env=env)
@@ -101,7 +88,8 @@ async def test_up_memory_runs_with_no_redis_anywhere(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     up = _launch(["up", "--engine", "memory", "--ports", str(port)], env, tmp_path)
     try:
-        banner = await asyncio.to_thread(_read_until, up, r"Ctrl-C", time.monotonic() + 180)
+        banner = "".join(await asyncio.to_thread(read_until, up, r"Ctrl-C",
+                                                  time.monotonic() + 180))
         assert "engine memory" in banner and "ACCESS_MODE=open" in banner, banner
         token = re.search(r"dev token\s+(\S+)", banner)
         assert token is not None and f"{base}/?token={token[1]}" in banner, banner
