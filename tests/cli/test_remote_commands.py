@@ -6,8 +6,11 @@ listening) is one line and a non-zero exit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
 import json
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,6 +60,33 @@ def served(request: pytest.FixtureRequest) -> Gateway:
         return gateway
     stack: Stack = request.getfixturevalue("redis_stack")
     return stack.gateways[0]
+
+
+class _HtmlPage(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = b"<html>not a gateway</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@contextlib.contextmanager
+def _other_http_server() -> Iterator[str]:
+    """A web server that is not a gateway, answering every POST with a page."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HtmlPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 def _cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -128,6 +158,8 @@ def test_each_other_mistake_is_one_line(memory_gateway: Gateway, workdir: Path,
         assert "no backend API" in mistake(closed.http, **key)
     finally:
         closed.terminate()
+    with _other_http_server() as other:  # a URL where something else answers
+        assert f"{other} did not answer as a roomcast gateway" in mistake(other, **key)
 
 
 def test_memory_engine_without_a_url_says_to_give_one(tmp_path: Path) -> None:
