@@ -50,14 +50,24 @@ def port_list(text: str) -> list[int]:
     return ports
 
 
+def _gateway_url_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=None, metavar="http://HOST:PORT",
+                        help="queue through this gateway's backend API (with EVENTS_API_KEY) "
+                             "instead of straight to Redis; works for either engine")
+
+
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="roomcast", description=DESCRIPTION,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="the whole stack for a laptop (Redis, a worker, gateways)")
-    up.add_argument("--ports", type=port_list, default=[8000, 8001],
-                    help="gateway ports, comma separated (default 8000,8001)")
+    up.add_argument("--engine", choices=["redis", "memory"], default=None,
+                    help="redis (default, or ENGINE): Redis, a worker and gateways; memory: "
+                         "one gateway process, no Redis")
+    up.add_argument("--ports", type=port_list, default=None,
+                    help="gateway ports, comma separated (default 8000,8001; 8000 with "
+                         "--engine memory, which serves one gateway)")
 
     sub.add_parser("env", help="print the settings `roomcast up` wrote here, as export lines")
 
@@ -83,15 +93,18 @@ def build_parser() -> OneLineParser:
     pb.add_argument("--data", required=True, help="the event's data, a JSON object")
     pb.add_argument("--sender", default="system")
     pb.add_argument("--key", default=None, help="idempotency key (default: a fresh one)")
+    _gateway_url_option(pb)
 
     for name in ("grant", "revoke"):
         access = sub.add_parser(name, help=f"{name} room access through the worker")
         access.add_argument("user_id", type=positive_int)
         access.add_argument("room")
+        _gateway_url_option(access)
 
     ln = sub.add_parser("link", help="let a project's members into a channel or task room")
     ln.add_argument("room")
     ln.add_argument("project_room")
+    _gateway_url_option(ln)
 
     cl = sub.add_parser("client", help="interactive terminal client")
     cl.add_argument("--token", required=True)

@@ -2,7 +2,9 @@
 
 Everything that can be checked without Redis is checked first (the event type,
 the JSON, the payload, the rooms, the user id), so a typo is one line however
-the stack is doing; then Redis must answer before anything is queued.
+the stack is doing; then Redis must answer before anything is queued. With
+`--url`, or on a memory-engine stack, the job goes through a gateway's backend
+API instead (via_gateway.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from redis.exceptions import RedisError
 from roomcast.cli import stack_env
 from roomcast.cli.errors import CliError, redact_url
 from roomcast.cli.preflight import reachable, warn_without_worker
+from roomcast.cli.via_gateway import enqueue_through, gateway_url
 from shared.engines import build_engine
 from shared.engines.roles import EventJob, Job, QueueFull
 from shared.events import InvalidEvent, UnknownEventType
@@ -51,6 +54,15 @@ def _job(settings: Settings, args: argparse.Namespace) -> tuple[Job, str]:
 
 def run(settings: Settings, args: argparse.Namespace, origins: dict[str, str]) -> None:
     job, done = _job(settings, args)
+    via = gateway_url(settings, args, origins)
+    if via is None:
+        _enqueue_in_redis(settings, job, origins)
+    else:
+        enqueue_through(*via, settings, job, origins)
+    print(done, flush=True)
+
+
+def _enqueue_in_redis(settings: Settings, job: Job, origins: dict[str, str]) -> None:
     reachable(settings, origins).close()
     print(f"roomcast: using Redis {redact_url(settings.REDIS_URL)} "
           f"({stack_env.source('REDIS_URL', origins)})", file=sys.stderr)
@@ -64,4 +76,3 @@ def run(settings: Settings, args: argparse.Namespace, origins: dict[str, str]) -
         raise CliError(f"nothing queued: {' '.join(str(exc).split())}") from None
     finally:
         engine.close()
-    print(done, flush=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from roomcast.cli import stack_env
 from roomcast.cli.args import DEFAULT_WS_PATH, build_parser
 from roomcast.cli.errors import CliError, redact_url
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import Engine, Settings, SettingsError, load_settings
 
 
 def _settings() -> Settings:
@@ -58,7 +58,7 @@ def _dispatch(args: argparse.Namespace) -> None:
     if command == "up":
         from roomcast.cli.up import run_up
 
-        raise SystemExit(run_up(args.ports))
+        raise SystemExit(run_up(args.ports, args.engine))
     if command == "env":
         _env()
         return
@@ -68,6 +68,7 @@ def _dispatch(args: argparse.Namespace) -> None:
         return
     settings = _settings()
     if command in ("gateway", "worker"):
+        _refuse_on_memory_stack(command, settings)
         from_file = sorted(n for n, o in origins.items() if o.startswith(stack_env.ENV_DIR))
         if from_file:
             print(f"roomcast: {', '.join(from_file)} from {stack_env.ENV_DIR}/"
@@ -82,6 +83,13 @@ def _dispatch(args: argparse.Namespace) -> None:
         from roomcast.cli import backend_commands
 
         backend_commands.run(settings, args, origins)
+
+
+def _stack_name(settings: Settings) -> str:
+    if settings.ENGINE is Engine.MEMORY:
+        gateways = os.environ.get(stack_env.GATEWAYS_VAR) or "its gateway's process"
+        return f"the memory-engine stack at {gateways}"
+    return f"the stack on {redact_url(settings.REDIS_URL)}"
 
 
 def _env() -> None:
@@ -126,6 +134,24 @@ def _gateway(settings: Settings, args: argparse.Namespace, origins: dict[str, st
         raise CliError(f"bad setting {exc}", code=2) from None
 
 
+def _refuse_on_memory_stack(command: str, settings: Settings) -> None:
+    """ENGINE=memory has no worker processes; and a memory-engine `up` here serves its
+    one gateway: another could not share its memory (it would be a separate, empty
+    stack), so it is refused rather than started."""
+    if settings.ENGINE is not Engine.MEMORY:
+        return
+    if command == "worker":
+        raise CliError("ENGINE=memory runs its workers inside the gateway process (roomcast "
+                       "gateway); roomcast worker is for ENGINE=redis", code=2)
+    stack = stack_env.read(Path.cwd())
+    if stack is None or stack.values.get("ENGINE") != Engine.MEMORY.value or not stack.is_live():
+        return
+    raise CliError(f"the memory-engine stack of roomcast up (pid {stack.pid}) runs here with its "
+                   f"one gateway ({stack.values.get(stack_env.GATEWAYS_VAR, '?')}); a second "
+                   "gateway cannot share that process's memory: use ENGINE=redis for more than "
+                   "one gateway", code=2)
+
+
 def _worker(settings: Settings, args: argparse.Namespace, origins: dict[str, str]) -> None:
     from roomcast.cli.preflight import reachable
 
@@ -150,8 +176,8 @@ def _token(settings: Settings, args: argparse.Namespace, origins: dict[str, str]
         raise CliError("roomcast token needs JWT_SECRET: run it where roomcast up runs (it "
                        "writes .roomcast/env), or set JWT_SECRET")
     token = issue_token(settings, args.user_id, args.username, args.ttl)
-    print(f"roomcast: signed with {stack_env.source('JWT_SECRET', origins)} (the stack on "
-          f"{redact_url(settings.REDIS_URL)})", file=sys.stderr)
+    print(f"roomcast: signed with {stack_env.source('JWT_SECRET', origins)} "
+          f"({_stack_name(settings)})", file=sys.stderr)
     print(token)
 
 

@@ -1,7 +1,10 @@
 """Run one gateway under uvicorn with the settings a public gateway needs:
 our WebSocket protocol (force-close for slow consumers), permessage-deflate
 off, the frame limit from WS_MESSAGE_MAX_SIZE, JSON logs with tokens redacted,
-and a bounded graceful shutdown (SIGTERM: 1012 to every client, exit < 10 s)."""
+and a bounded graceful shutdown (SIGTERM: 1012 to every client, exit < 10 s).
+
+Everything the node would refuse at startup is checked first (see
+gateway_preflight), so a mistake is one line before uvicorn serves anything."""
 
 from __future__ import annotations
 
@@ -11,9 +14,11 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.logs import log_config
+from gateway.node import Node
 from gateway.ws_protocol import RoomcastWebSocketProtocol, UnsupportedUvicorn, check_compatible
+from roomcast.cli.gateway_preflight import check_node_can_start
 from roomcast.cli.preflight import bind_port, reachable
-from shared.settings import Settings
+from shared.settings import Engine, Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
 # A ping unanswered for this many heartbeat intervals closes the connection with
@@ -30,7 +35,10 @@ def run_gateway(settings: Settings, host: str, port: int, instance_id: str | Non
     # failed bind then left the process hanging in shutdown, deaf to SIGTERM.
     sock = bind_port(host, port)
     try:
-        reachable(settings, origins).close()
+        if settings.ENGINE is Engine.REDIS:  # the memory engine has no Redis to reach
+            reachable(settings, origins).close()
+        node: Node = app.state.node
+        check_node_can_start(settings, node.instance_id, origins)
     except BaseException:
         sock.close()
         raise

@@ -1,4 +1,6 @@
-"""`roomcast up`: Redis (REDIS_URL, or an embedded one), 1 worker, 2 gateways.
+"""`roomcast up`: Redis (REDIS_URL, or an embedded one), 1 worker, 2 gateways; or,
+with `--engine memory`, one gateway process and nothing else (no Redis, no worker:
+the memory engine runs its workers in the gateway's threads).
 
 Children get the settings through their environment; other shells get them
 from `.roomcast/env` (see stack_env), written once the gateways answer and
@@ -13,26 +15,22 @@ holding a port is never mistaken for ours.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
-from types import FrameType
 
 from roomcast.cli import stack_env
 from roomcast.cli.embedded_redis import EmbeddedRedis, RedisNotFound
 from roomcast.cli.errors import CliError
 from roomcast.cli.preflight import bind_port, reachable
-from shared.settings import Settings, SettingsError, load_settings
+from roomcast.cli.supervisor import Supervisor
+from shared.settings import Engine, Settings, SettingsError, load_settings
 
 DEV_USER_ID = 1
 DEV_USERNAME = "dev"
-READY_TIMEOUT = 30.0
+DEFAULT_PORTS = (8000, 8001)
+REDIS_SETTINGS = ("REDIS_URL", "DRAMATIQ_BROKER_URL", "REDIS_CLUSTER")
 
 
 def _settings(env: dict[str, str]) -> Settings:
@@ -74,104 +72,73 @@ def _stack_values(env: dict[str, str], ports: list[int]) -> dict[str, str]:
     return values
 
 
-def _instance_on(port: int) -> str | None:
-    """The instance id answering /healthz on the port, or None while nothing answers."""
+def _ports(ports: list[int] | None, engine: Engine) -> list[int]:
+    if engine is Engine.REDIS:
+        return ports or list(DEFAULT_PORTS)
+    if ports and len(ports) > 1:
+        raise CliError("the memory engine serves one gateway (its events live in that "
+                       "process's memory, which a second gateway cannot share): give one "
+                       "port, e.g. --ports 8000, or use ENGINE=redis for more", code=2)
+    return ports or list(DEFAULT_PORTS[:1])
+
+
+def _start_redis(env: dict[str, str]) -> EmbeddedRedis | None:
+    """REDIS_URL when set (it must answer), else an embedded redis-server."""
+    if env.get("REDIS_URL"):
+        reachable(_settings(env), {"REDIS_URL": "the environment",
+                                   "DRAMATIQ_BROKER_URL": "the environment"}).close()
+        return None
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
-            body = json.loads(reply.read())
-    except (OSError, ValueError):
-        return None
-    return str(body.get("instance")) if isinstance(body, dict) else ""
+        embedded = EmbeddedRedis(appendonly=True).start()
+    except RedisNotFound as exc:
+        raise CliError(str(exc)) from None
+    env["REDIS_URL"] = embedded.url
+    print(f"roomcast: embedded redis-server {embedded.url} (data in {embedded.data_dir})")
+    return embedded
 
 
-class Supervisor:
-    """The children of one `up`, started in order and stopped in reverse."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.stopping = False
-
-    def on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.stopping = True
-
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        child = subprocess.Popen([sys.executable, "-m", "roomcast.cli.main", *args],
-                                 env=self.env)
-        self.children.append((name, child))
-        return child
-
-    def exited(self) -> str | None:
-        for name, child in self.children:
-            if child.poll() is not None:
-                return f"the {name} exited (code {child.returncode})"
-        return None
-
-    def wait_ready(self, port: int, instance_id: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not self.stopping:
-            problem = self.exited()
-            if problem:
-                raise CliError(f"{problem} while starting; see its messages above")
-            answering = _instance_on(port)
-            if answering == instance_id:
-                return
-            if answering is not None:
-                raise CliError(f"port {port} answers as gateway {answering!r}, not the one this "
-                               "roomcast up started: is another stack running?")
-            if time.monotonic() > deadline:
-                raise CliError(f"the gateway on port {port} did not answer within "
-                               f"{READY_TIMEOUT:.0f} s")
-            time.sleep(0.2)  # poll with a deadline while the gateway boots
-
-    def supervise(self) -> int:
-        while not self.stopping:
-            problem = self.exited()
-            if problem:
-                print(f"roomcast: {problem}; stopping the stack", file=sys.stderr)
-                return 1
-            time.sleep(0.2)  # supervision tick
-        return 0
-
-    def stop(self) -> None:
-        for _, child in reversed(self.children):  # gateways drain first, then the worker
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for _, child in reversed(self.children):
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+def _without_redis(env: dict[str, str]) -> None:
+    """The memory engine uses no Redis: its settings would only mislead other shells."""
+    ignored = [name for name in REDIS_SETTINGS if env.pop(name, None)]
+    if ignored:
+        print(f"roomcast: --engine memory uses no Redis; ignoring {', '.join(ignored)}")
 
 
-def run_up(ports: list[int]) -> int:
+def _dev_defaults(env: dict[str, str]) -> None:
+    if not env.get("JWT_SECRET") and not env.get("JWT_PUBLIC_KEY"):
+        env["JWT_SECRET"] = secrets.token_urlsafe(32)
+        print("roomcast: JWT_SECRET not set; using a random development secret")
+    env.setdefault("ACCESS_MODE", "open")
+    # the backend API, so `publish --url` and backends in other processes reach the stack
+    # (the only way into a memory engine from outside its process)
+    if not env.get("EVENTS_API_KEY"):
+        env["EVENTS_API_KEY"] = secrets.token_urlsafe(32)
+
+
+def run_up(ports: list[int] | None, engine_name: str | None) -> int:
+    env = dict(os.environ)
+    if engine_name:
+        env["ENGINE"] = engine_name  # the flag wins over the environment
+    engine = _settings(env).ENGINE  # a bad setting stops here, before anything starts
+    env["ENGINE"] = engine.value  # explicit in .roomcast/env: other shells know the engine
+    ports = _ports(ports, engine)
     directory = Path.cwd()
     _claim_directory(directory)
     _check_ports(ports)
-    env = dict(os.environ)
-    _settings(env)  # a bad setting stops here, before anything starts
     supervisor = Supervisor(env)
     signal.signal(signal.SIGINT, supervisor.on_signal)
     signal.signal(signal.SIGTERM, supervisor.on_signal)
     embedded: EmbeddedRedis | None = None
     written = False
     try:
-        if env.get("REDIS_URL"):
-            reachable(_settings(env), {"REDIS_URL": "the environment",
-                                       "DRAMATIQ_BROKER_URL": "the environment"}).close()
+        if engine is Engine.REDIS:
+            embedded = _start_redis(env)
         else:
-            try:
-                embedded = EmbeddedRedis(appendonly=True).start()
-            except RedisNotFound as exc:
-                raise CliError(str(exc)) from None
-            env["REDIS_URL"] = embedded.url
-            print(f"roomcast: embedded redis-server {embedded.url} (data in {embedded.data_dir})")
-        if not env.get("JWT_SECRET") and not env.get("JWT_PUBLIC_KEY"):
-            env["JWT_SECRET"] = secrets.token_urlsafe(32)
-            print("roomcast: JWT_SECRET not set; using a random development secret")
-        env.setdefault("ACCESS_MODE", "open")
+            _without_redis(env)
+        _dev_defaults(env)
         settings = _settings(env)
-        supervisor.spawn("worker", ["worker", "--processes", "1"])
+        if engine is Engine.REDIS:  # the memory engine runs its workers in the gateway
+            supervisor.spawn("worker", ["worker", "--processes", "1"])
         # a fresh id per run: a gateway left by another stack cannot answer with it
         run_id = secrets.token_hex(3)
         instances = {port: f"up-{port}-{run_id}" for port in ports}
@@ -197,11 +164,17 @@ def run_up(ports: list[int]) -> int:
 
 def _banner(settings: Settings, ports: list[int], path: Path) -> None:
     token = _dev_token(settings)
-    print(f"roomcast: ACCESS_MODE={settings.ACCESS_MODE.value}; gateways on "
-          + ", ".join(f"http://127.0.0.1:{p}" for p in ports))
-    print(f"roomcast: inspector  http://127.0.0.1:{ports[0]}/?token={token}")
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    if settings.ENGINE is Engine.MEMORY:
+        print("roomcast: engine memory: one gateway process, no Redis; its workers run "
+              "inside it, and everything is gone when it stops")
+    print(f"roomcast: ACCESS_MODE={settings.ACCESS_MODE.value}; "
+          f"{'gateways' if len(urls) > 1 else 'gateway'} on {', '.join(urls)}")
+    print(f"roomcast: inspector  {urls[0]}/?token={token}")
     print(f"roomcast: websocket  ws://127.0.0.1:{ports[0]}/api/v1/ws/connect?token={token}")
     print(f"roomcast: dev token  {token}")
+    print(f"roomcast: backend API  POST {urls[0]}/api/v1/events with header X-API-Key: "
+          "EVENTS_API_KEY (in the file below)")
     print(f"roomcast: other shells in this directory use this stack: settings in {path} "
           "(mode 0600, removed on exit); eval \"$(roomcast env)\" exports them")
     print("roomcast: Ctrl-C stops everything", flush=True)

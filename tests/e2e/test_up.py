@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import stat
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from roomcast.cli.embedded_redis import free_port
-from tests.support.cli import clean_env, one_line_error, run_cli
+from tests.support.cli import clean_env, one_line_error, read_until, run_cli
 from tests.support.ws import WsClient
 
 
@@ -29,19 +28,6 @@ def _launch_up(ports: list[int], env: dict[str, str], cwd: Path,
                              ",".join(map(str, ports))], env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=stderr, text=True,
                             start_new_session=True)
-
-
-def _read_until(process: subprocess.Popen[str], pattern: str, deadline: float) -> list[str]:
-    assert process.stdout is not None
-    lines: list[str] = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if re.search(pattern, line):
-            return lines
-    raise AssertionError("".join(lines) or "no output")
 
 
 def _failing_up(ports: list[int], cwd: Path) -> str:
@@ -71,7 +57,7 @@ async def test_up_serves_a_second_shell_and_ctrl_c_stops_it(tmp_path: Path) -> N
     # ACCESS_MODE=acl so that a grant from the second shell has something to change
     up = _launch_up(ports, clean_env(ACCESS_MODE="acl"), tmp_path)
     try:
-        lines = await asyncio.to_thread(_read_until, up, r"Ctrl-C", time.monotonic() + 60)
+        lines = await asyncio.to_thread(read_until, up, r"Ctrl-C", time.monotonic() + 60)
         output = "".join(lines)
         assert ".roomcast/env" in output, output
         env_file = tmp_path / ".roomcast" / "env"
@@ -85,7 +71,8 @@ async def test_up_serves_a_second_shell_and_ctrl_c_stops_it(tmp_path: Path) -> N
         assert "already runs from this directory" in _failing_up([free_port()], tmp_path)
 
         exported = _second_shell(tmp_path, "env").stdout
-        for name in ("REDIS_URL", "JWT_SECRET", "ACCESS_MODE", "ROOMCAST_GATEWAY_URLS"):
+        for name in ("REDIS_URL", "JWT_SECRET", "ACCESS_MODE", "ENGINE", "EVENTS_API_KEY",
+                     "ROOMCAST_GATEWAY_URLS"):
             assert f"export {name}=" in exported, exported
 
         user, room = 77, "project:77"
@@ -107,6 +94,13 @@ async def test_up_serves_a_second_shell_and_ctrl_c_stops_it(tmp_path: Path) -> N
                                 json.dumps({"project_id": 77, "changes": {}}))
         got = [(await c.wait_events(room, 1, type_="project.updated"))[0] for c in clients]
         assert got[0]["id"] == got[1]["id"]
+        # through a gateway's backend API, with the EVENTS_API_KEY `up` generated
+        via_api = await asyncio.to_thread(
+            _second_shell, tmp_path, "publish", "project.archived", "--room", room,
+            "--data", json.dumps({"project_id": 77}), "--url", f"http://127.0.0.1:{ports[1]}")
+        assert "EVENTS_API_KEY from .roomcast/env" in via_api.stderr
+        for client in clients:
+            await client.wait_events(room, 1, type_="project.archived")
 
         up.send_signal(signal.SIGINT)
         codes = [await c.wait_closed(15) for c in clients]

@@ -4,8 +4,10 @@ directory and environment, and the one-line error rule checked on its output."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from shared.settings import Settings
@@ -39,3 +41,17 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("roomcast"), lines[0]
     return lines[0]
+
+
+def read_until(process: subprocess.Popen[str], pattern: str, deadline: float) -> list[str]:
+    """Lines of the process's stdout up to the first that matches `pattern`."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if re.search(pattern, line):
+            return lines
+    raise AssertionError("".join(lines) or "no output")
