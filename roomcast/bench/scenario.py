@@ -17,7 +17,8 @@ from typing import Any
 from roomcast.bench.clients import ClientState, Fleet
 from roomcast.bench.procmon import ProcMonitor
 from roomcast.bench.publisher import room_name
-from roomcast.bench.stack import BenchStack, _die_with_parent
+from roomcast.bench.stack import BenchStack
+from roomcast.cli.children import die_with_parent
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_INTERVAL_S = 0.5
@@ -79,7 +80,7 @@ class Publisher:
             "--payload-bytes", str(cfg.payload_bytes), "--producers", str(cfg.producers),
             "--batch", str(cfg.batch),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            env=stack.child_env(), cwd=PROJECT_ROOT, preexec_fn=_die_with_parent)
+            env=stack.child_env(), cwd=PROJECT_ROOT, preexec_fn=die_with_parent)
         return cls(proc)
 
     def send(self, command: str) -> None:

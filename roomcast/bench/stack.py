@@ -10,7 +10,6 @@ lifetime bound. `stop()` always runs: SIGTERM, a bounded wait, then SIGKILL.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import os
 import secrets
@@ -28,18 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from roomcast.cli.children import die_with_parent
 from roomcast.cli.embedded_redis import find_redis_server, free_port
 
-PR_SET_PDEATHSIG = 1
 STRIPPED_ENV = ("WS_", "JWT_", "REDIS_", "DRAMATIQ_", "ACCESS_MODE", "ENGINE",
                 "GATEWAY_INSTANCE_ID", "STREAM_SHARDS", "ROOM_HISTORY_")
 STOP_WAIT_S = 12.0
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: SIGTERM this child when the bench process goes away."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -164,7 +157,7 @@ class BenchStack:
         with log_path.open("ab") as log:
             process = subprocess.Popen(cmd, env=self.child_env(), stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True, preexec_fn=_die_with_parent,
+                                       start_new_session=True, preexec_fn=die_with_parent,
                                        cwd=Path(__file__).resolve().parent.parent)
         child = Child(name, process, log_path)
         self.children.append(child)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import redis
 
+from roomcast.cli.children import die_with_parent
+
 HOW_TO_GET_REDIS = (
     "no Redis to start: install redis-server (apt install redis-server, brew install "
     "redis), or pip install 'roomcast[embedded-redis]' (x86_64 Linux, CPython 3.11/3.12), "
@@ -57,6 +59,7 @@ class EmbeddedRedis:
     port: int = field(default_factory=free_port)
     appendonly: bool = False
     fsync: str = "everysec"
+    own_group: bool = False  # `up` sets it: see roomcast/cli/children.py
     data_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="roomcast-redis-"))
     binary: str = field(default_factory=find_redis_server)
     process: subprocess.Popen[bytes] | None = None
@@ -70,8 +73,11 @@ class EmbeddedRedis:
                 "--dir", self.data_dir, "--save", "", "--protected-mode", "no",
                 "--appendonly", "yes" if self.appendonly else "no",
                 "--appendfsync", self.fsync, "--logfile", str(Path(self.data_dir) / "redis.log")]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # `up`'s Redis: out of the terminal's group, dying with `up` (children.py)
+            start_new_session=self.own_group,
+            preexec_fn=die_with_parent if self.own_group else None)
         self.wait_ready(timeout)
         return self
 

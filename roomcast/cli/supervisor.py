@@ -14,6 +14,7 @@ import time
 import urllib.request
 from types import FrameType
 
+from roomcast.cli.children import die_with_parent
 from roomcast.cli.errors import CliError
 
 READY_TIMEOUT = 30.0
@@ -42,7 +43,8 @@ class Supervisor:
 
     def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         child = subprocess.Popen([sys.executable, "-m", "roomcast.cli.main", *args],
-                                 env=self.env)
+                                 env=self.env, start_new_session=True,
+                                 preexec_fn=die_with_parent)
         self.children.append((name, child))
         return child
 

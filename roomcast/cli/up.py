@@ -89,7 +89,7 @@ def _start_redis(env: dict[str, str]) -> EmbeddedRedis | None:
                                    "DRAMATIQ_BROKER_URL": "the environment"}).close()
         return None
     try:
-        embedded = EmbeddedRedis(appendonly=True).start()
+        embedded = EmbeddedRedis(appendonly=True, own_group=True).start()
     except RedisNotFound as exc:
         raise CliError(str(exc)) from None
     env["REDIS_URL"] = embedded.url

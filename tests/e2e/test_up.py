@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import psutil
 
@@ -23,7 +24,7 @@ from tests.support.ws import WsClient
 
 
 def _launch_up(ports: list[int], env: dict[str, str], cwd: Path,
-               stderr: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+               stderr: int | IO[str] = subprocess.DEVNULL) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "roomcast.cli.main", "up", "--ports",
                              ",".join(map(str, ports))], env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=stderr, text=True,
@@ -55,7 +56,8 @@ def _second_shell(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 async def test_up_serves_a_second_shell_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     ports = [free_port(), free_port()]
     # ACCESS_MODE=acl so that a grant from the second shell has something to change
-    up = _launch_up(ports, clean_env(ACCESS_MODE="acl"), tmp_path)
+    log_file = tmp_path / "up.log"
+    up = _launch_up(ports, clean_env(ACCESS_MODE="acl"), tmp_path, stderr=log_file.open("w"))
     try:
         lines = await asyncio.to_thread(read_until, up, r"Ctrl-C", time.monotonic() + 60)
         output = "".join(lines)
@@ -102,10 +104,14 @@ async def test_up_serves_a_second_shell_and_ctrl_c_stops_it(tmp_path: Path) -> N
         for client in clients:
             await client.wait_events(room, 1, type_="project.archived")
 
-        up.send_signal(signal.SIGINT)
+        # Ctrl-C in a terminal: SIGINT to the whole foreground group. Only `up` may get
+        # it; it stops the gateways (they drain, with Redis still there), then the rest.
+        os.killpg(up.pid, signal.SIGINT)
         codes = [await c.wait_closed(15) for c in clients]
         assert codes == [1012, 1012]
         assert await asyncio.to_thread(up.wait, 30) == 0
+        logs = log_file.read_text()
+        assert "redis unreachable" not in logs and "Killing worker" not in logs, logs[-2000:]
         _, alive = psutil.wait_procs(children, timeout=15)
         assert alive == []
         assert not env_file.exists()  # a stopped stack leaves no settings behind
