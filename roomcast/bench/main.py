@@ -59,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
     c = p.add_argument_group("connecting")
     c.add_argument("--connect-batch", type=int, default=100, help="connections opened at once")
     c.add_argument("--connect-timeout", type=float, default=60.0, help="connect phase bound, s")
-    c.add_argument("--settle", type=float, default=1.0, help="pause after connect, s")
+    c.add_argument("--settle", type=float, default=1.0,
+                   help="idle time after connecting, s: its CPU is reported as cpu_pct.idle")
     k = p.add_argument_group("stack")
     k.add_argument("--gateways", type=int, default=2, help="gateways to start (default 2)")
     k.add_argument("--gateway", action="append", default=[], metavar="URL",

@@ -191,8 +191,9 @@ async def run_scenario(stack: BenchStack, cfg: ScenarioConfig, own_stack: bool) 
             await _grant(stack, states)
         mon.mark("before_connect")
         connect_s = await fleet.connect_all(cfg.connect_batch, cfg.connect_timeout)
-        await asyncio.sleep(cfg.settle)
         mon.mark("after_connect")
+        await asyncio.sleep(cfg.settle)  # connected and idle: heartbeats only
+        mon.mark("after_idle")
         # go right after the warm-up: an idle Dramatiq worker polls with a backoff of up
         # to 1 s, which would land on the first measured events
         warmed = await _warm_up(pub, fleet, cfg.warmup_timeout)
@@ -304,7 +305,7 @@ def _report(cfg: ScenarioConfig, stack: BenchStack, mon: ProcMonitor, fleet: Fle
     # our gateways are gw1..gwN, serving gateway URL 0..N-1
     per_gateway = {name: sum(1 for s in members if s.gateway == int(name[2:]) - 1)
                    for name in stack.gateway_pids()}
-    rss_before, rss_after = mon.marks["before_connect"].rss, mon.marks["after_connect"].rss
+    rss_before, rss_after = mon.marks["before_connect"].rss, mon.marks["after_idle"].rss
     mem_per_conn = {name: round((rss_after[name] - rss_before[name]) / 1024 / n, 1)
                     for name, n in per_gateway.items()
                     if n and name in rss_before and name in rss_after}
@@ -316,6 +317,7 @@ def _report(cfg: ScenarioConfig, stack: BenchStack, mon: ProcMonitor, fleet: Fle
         "connected": len(members),
         "connected_at_end": sum(1 for s in members if s.connection is not None),
         "connect_s": round(connect_s, 2),
+        "connects_per_s": round(len(members) / connect_s) if connect_s > 0 else None,
         "rooms": cfg.rooms,
         "warmed_up": warmed,
         "published": {"events": int(done["events"]), "window_s": round(window, 3),
@@ -342,7 +344,9 @@ def _report(cfg: ScenarioConfig, stack: BenchStack, mon: ProcMonitor, fleet: Fle
         "publisher_errors": done.get("errors"),
         "cpu_pct": {"publish": cpu_publish,
                     "publish_and_drain": mon.cpu_pct_between(t_start, mon.marks["end"].at),
-                    "connect": mon.cpu_pct("before_connect", "after_connect")},
+                    "connect": mon.cpu_pct("before_connect", "after_connect"),
+                    # every client connected and silent: the cost of heartbeats alone
+                    "idle": mon.cpu_pct("after_connect", "after_idle")},
         "peak_rss_mb": mon.peak_rss_mb(),
         "rss_mb_after_connect": mon.rss_mb("after_connect"),
         "mem_per_conn_kb": mem_per_conn,
