@@ -35,8 +35,17 @@ _CLIENT_FAULTS = {
 }
 
 
+# Per-connection lines of uvicorn and websockets, said again (with the user, the
+# connection id and the close code) by our own `connect` and `disconnect` records:
+# three more log lines per connection were a tenth of a gateway's CPU in a connect
+# storm (py-spy). Warnings and errors from them are kept.
+_REPEATED = {'%s - "WebSocket %s" [accepted]', "connection open", "connection closed"}
+
+
 class RedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and record.msg in _REPEATED:
+            return False
         fault = _CLIENT_FAULTS.get((record.name, str(record.msg)))
         if fault is not None:
             record.msg, record.args = fault, None

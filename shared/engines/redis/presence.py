@@ -13,9 +13,11 @@ client may retry them (see client.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from shared import keys
 from shared.engines.redis.scripts import source
@@ -58,14 +60,15 @@ class RedisPresence:
                                                                     limit]
         if self._cluster:
             claimed = await self._claim(keys=claim_keys, args=claim_args)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if not self._cluster:
-                await self._claim(keys=claim_keys, args=claim_args, client=pipe)  # queued
-            pipe.sadd(held, slot)
-            pipe.pexpireat(held, int(expiry * 1000))
-            replies = await pipe.execute()
-        if not self._cluster:
-            claimed = replies[0]
+            await self._redis.sadd(held, slot)
+            await self._redis.pexpireat(held, int(expiry * 1000))
+        else:
+            def record(pipe: Any) -> None:
+                pipe.sadd(held, slot)
+                pipe.pexpireat(held, int(expiry * 1000))
+
+            claimed = (await self._script_pipeline(self._claim, claim_keys, claim_args,
+                                                   record))[0]
         if not claimed:
             await self._redis.srem(held, slot)
         return bool(claimed)
@@ -96,11 +99,27 @@ class RedisPresence:
             first = await self._enter(keys=enter_keys, args=enter_args)
             await self._redis.sadd(keys.presence_rooms(), room)
             return bool(first)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            await self._enter(keys=enter_keys, args=enter_args, client=pipe)  # queued
-            pipe.sadd(keys.presence_rooms(), room)  # for the sweeper
-            first, _ = await pipe.execute()
-        return bool(first)
+        replies = await self._script_pipeline(  # and the room, for the sweeper
+            self._enter, enter_keys, enter_args,
+            lambda pipe: pipe.sadd(keys.presence_rooms(), room))
+        return bool(replies[0])
+
+    async def _script_pipeline(self, script: Any, script_keys: list[str], args: list[Any],
+                               more: Callable[[Any], object]) -> list[Any]:
+        """A script then `more` commands, in one round trip. redis-py's own way (a script
+        object called on a pipeline) first asks SCRIPT EXISTS: a second round trip per
+        connect. The script is run by its hash; a Redis that lost it gets it again."""
+        for attempt in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.evalsha(script.sha, len(script_keys), *script_keys, *args)
+                more(pipe)
+                try:
+                    return list(await pipe.execute())
+                except NoScriptError:
+                    if attempt:
+                        raise
+                    await self._redis.script_load(script.script)
+        raise AssertionError("unreachable")
 
     async def leave(self, room: str, user_id: int, connection_id: str) -> bool:
         now, _ = self._expiry()
