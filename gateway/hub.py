@@ -52,6 +52,11 @@ class Hub:
     def rooms(self) -> list[str]:
         return list(self._rooms)
 
+    @property
+    def room_count(self) -> int:
+        """Without copying the rooms: it is read on every join and leave."""
+        return len(self._rooms)
+
     def deliver(self, room: str, id_key: tuple[int, int], frame: bytes) -> int:
         """Hand the same encoded frame to every member; never waits. Frames are
         gathered per connection until `flush`, so a read of many entries costs each

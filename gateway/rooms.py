@@ -69,7 +69,7 @@ class Rooms:
             p = conn.principal
             if await self._presence.enter(name, p.user_id, p.username, conn.id):
                 await self._publish_presence("user_joined", name, p, conn.id)
-        self._metrics.rooms.set(len(self._hub.rooms()))
+        self._metrics.rooms.set(self._hub.room_count)
         return data
 
     async def leave(self, conn: Connection, room: str) -> None:
@@ -78,7 +78,7 @@ class Rooms:
         conn.forget(room)
         if was_member:
             await self._leave_presence(conn, room)
-        self._metrics.rooms.set(len(self._hub.rooms()))
+        self._metrics.rooms.set(self._hub.room_count)
 
     async def leave_all(self, conn: Connection) -> None:
         """The connection is gone: out of every room it was in."""
@@ -86,7 +86,7 @@ class Rooms:
         self._hub.remove_connection(conn)
         for room in rooms:
             await self._leave_presence(conn, room)
-        self._metrics.rooms.set(len(self._hub.rooms()))
+        self._metrics.rooms.set(self._hub.room_count)
 
     async def members(self, room: str) -> list[RoomMember]:
         return await self._presence.members(room)

@@ -26,6 +26,7 @@ class ScriptedSink:
 
     def __init__(self) -> None:
         self.written: list[bytes] = []
+        self.writes = 0  # write calls (one per socket write)
         self.closed_with: tuple[int, str] | None = None
         self.buffered = 0
         self._writable = asyncio.Event()
@@ -47,6 +48,7 @@ class ScriptedSink:
 
     def write(self, frames: list[bytes]) -> None:
         assert self.open, "write after close"
+        self.writes += 1
         self.written.extend(frames)
 
     def close(self, code: int, reason: str) -> None:
