@@ -35,6 +35,9 @@ from shared.engines.roles import AppendResult, FetchedJob, LeaseLost, PendingEve
 from shared.settings import Settings
 
 LEASE_TTL_MS = 3000
+# A busy shard would renew its lease before every read: once per second is plenty
+# against a 3 s expiry (a read blocks for at most BLOCK_MS, under a second).
+RENEW_AFTER = 1.0
 STRAY_SWEEP_SECONDS = 5.0
 STRAY_IDLE_MS = 5000
 DEAD_LETTER_CAP = 10_000
@@ -70,9 +73,13 @@ class RedisJobSource:
         self._claim_pending = True  # after taking the lease or an error: pending first
         self._group_ready = False
         self._swept = time.monotonic()
+        self._renewed = 0.0
 
     # -- the lease ----------------------------------------------------------------------
     def hold(self) -> bool:
+        now = time.monotonic()
+        if self._held and now - self._renewed < RENEW_AFTER:
+            return True  # renewed a moment ago; every completion is fenced anyway
         try:
             reply = self._lease(keys=[self._lease_key], args=[self._token, LEASE_TTL_MS, "1"])
             held = reply == 1
@@ -81,6 +88,7 @@ class RedisJobSource:
         if held and not self._held:
             self._claim_pending = True  # a new holder redoes what the last one left
         self._held = bool(held)
+        self._renewed = now
         return self._held
 
     def release(self) -> None:
