@@ -177,7 +177,8 @@ async def test_join_on_one_gateway_resume_on_the_other(
         history = _after(history_ids(db, room), since)
         return history if len(on_b.events(room)) >= len(history) else None
 
-    assert _ids(on_b.events(room)) == await eventually(settled, what="the room settled")
+    expected = await eventually(settled, what="the room settled")
+    assert _ids(on_b.events(room)) == expected
     await on_b.close()
 
 
