@@ -107,6 +107,9 @@ class Maintenance:
         self._metrics.queue_depth.set(stats.depth)
         self._metrics.workers.set(stats.workers)
         self._metrics.dead_letters.set(stats.dead_letters)
+        if stats.depth and not stats.workers:
+            # acked sends and queued events wait for a worker: say so every round
+            log.warning("job queue stalled: no live worker", extra={"jobs": stats.depth})
         if self.rounds % JANITOR_EVERY == 1:
             for group in await self._engine.event_log.janitor(
                     self._instance_id, self._settings.GATEWAY_JANITOR_IDLE):

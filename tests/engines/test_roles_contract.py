@@ -236,3 +236,14 @@ async def test_a_full_shard_pushes_back_and_keeps_what_it_queued(engine: Engine)
     source.complete([f.ref for f in fetched], [])
     await engine.jobs.enqueue([EventJob((event(r, 10),))])  # room again
     source.release()
+
+
+async def test_a_retried_presence_call_answers_the_same(engine: Engine) -> None:
+    """A call redone after a lost reply must not turn a first entry into a second one
+    (no user_joined) or a last exit into a middle one (no user_left)."""
+    presence = engine.presence(f"contract-{next(_ids)}")
+    user, r = 700_000 + next(_ids), room()
+    assert await presence.enter(r, user, "bo", "c1") is True
+    assert await presence.enter(r, user, "bo", "c1") is True  # the same call, again
+    assert await presence.leave(r, user, "c1") is True
+    assert await presence.leave(r, user, "c1") is True

@@ -1,0 +1,71 @@
+"""WS_SEND_BUFFER_MAX_BYTES crossed on its own: large events to a client that stops
+reading close it with 1013 long before WS_SEND_QUEUE_MAX frames are queued, the
+gateway's memory stays near the bound, and the client resumes without loss."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+
+import psutil
+import pytest
+
+from tests.support.delivery import (
+    connect,
+    direct_writer,
+    history_ids,
+    id_key,
+    message_event,
+    stack_on,
+)
+from tests.support.redis_fixture import RedisUnderTest
+from tests.support.stack import Stack
+from tests.support.stalled import StalledClient
+from tests.support.tokens import make_token
+
+EVENT_SIZE = 60_000
+EVENTS = 300  # 18 MB: far past the 4 MiB bound, far under WS_SEND_QUEUE_MAX (1000) frames
+BOUND = 4 * 2**20
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisUnderTest) -> Iterator[Stack]:
+    with stack_on(redis_server.url, gateways=1, worker=False, ACCESS_MODE="open",
+                  WS_HEARTBEAT_INTERVAL="10") as s:
+        yield s
+
+
+async def test_the_byte_bound_closes_a_stalled_client_which_then_resumes(
+        stack: Stack, unique_id: Callable[[], int]) -> None:
+    gw = stack.gateways[0]
+    assert gw.process is not None
+    room, user = f"project:{unique_id()}", unique_id()
+    writer, wdb = direct_writer(stack.redis_url)
+    try:
+        slow = await StalledClient.open(gw.url, make_token(user, "slow"))
+        await slow.read_until(lambda f: f["type"] == "connected")
+        await slow.send_json({"type": "join_room", "room": room, "ref": 1})
+        await slow.read_until(lambda f: f.get("ref") == 1)
+        rss_before = psutil.Process(gw.process.pid).memory_info().rss
+        await asyncio.to_thread(lambda: [writer.append_event(
+            room, message_event(room, n, EVENT_SIZE), uuid.uuid4().hex) for n in range(EVENTS)])
+        code = await slow.drain_to_close(timeout=30)
+        assert code == 1013
+        seen = [f["id"] for f in slow.texts() if f.get("type") == "message"]
+        # closed by bytes: what it got is about the bound, nowhere near 1000 frames
+        assert 0 < len(seen) * EVENT_SIZE < 3 * BOUND and len(seen) < EVENTS
+        growth = psutil.Process(gw.process.pid).memory_info().rss - rss_before
+        assert growth < 4 * BOUND, f"gateway grew {growth / 2**20:.0f} MB"
+        slow.close()
+
+        again = await connect(gw.url, user)
+        reply = await again.join(room, since=seen[-1])
+        assert reply["data"]["recovered"] is True
+        missed = [i for i in history_ids(wdb, room) if id_key(i) > id_key(seen[-1])
+                  and id_key(i) <= id_key(reply["data"]["last_id"])]
+        got = await again.wait_events(room, len(missed), timeout=60)
+        assert [f["id"] for f in got][:len(missed)] == missed
+        await again.close()
+    finally:
+        wdb.close()
