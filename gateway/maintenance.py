@@ -21,6 +21,7 @@ from gateway.connection import State
 from gateway.hub import Hub
 from gateway.metrics import Metrics
 from gateway.rooms import Rooms
+from shared.cancellation import raise_if_cancelled
 from shared.codec import CONTROL_HEARTBEAT, encode_control
 from shared.engines import Engine
 from shared.engines.roles import LogReader, Presence
@@ -78,6 +79,7 @@ class Maintenance:
                 return
             except Exception as exc:  # Redis down: readiness shows it; keep going
                 log.warning(f"{step.__name__} failed", extra={"error": str(exc)[:200]})
+            raise_if_cancelled()  # a cancel the step's Redis call swallowed
             await asyncio.sleep(interval)  # the timer's period
 
     async def heartbeat(self) -> None:

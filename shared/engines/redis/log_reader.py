@@ -33,6 +33,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys
+from shared.cancellation import raise_if_cancelled
 from shared.codec import parse_stream_id
 from shared.engines.roles import LogEntry, LogSink
 
@@ -125,6 +126,7 @@ class ShardConsumer:
         started = False
         recovering = False
         while not self._stopping:
+            raise_if_cancelled()
             try:
                 if not started:
                     await self._start()
