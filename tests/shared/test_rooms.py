@@ -20,10 +20,21 @@ def test_invalid_rooms(name: object) -> None:
         Room.parse(name)
 
 
-def test_user_room_and_stable_shards() -> None:
+def test_user_room() -> None:
     assert Room.user(42) == Room(RoomKind.USER, 42)
-    # crc32-based: the same on every process (Python's hash() is salted per process)
-    assert shard_of("project:1", 8) == shard_of("project:1", 8)
+
+
+# Every process (gateways, workers, backends, other languages) must agree on a
+# room's shard, so the values are pinned: CRC-32 of the name, modulo the count.
+@pytest.mark.parametrize(("room", "shards", "expected"), [
+    ("project:1", 8, 1), ("project:1", 16, 9), ("channel:456", 8, 4), ("channel:456", 4, 0),
+    ("task:789", 8, 2), ("user:42", 8, 6), ("user:42", 4, 2), ("project:123", 16, 0),
+])
+def test_shards_are_pinned(room: str, shards: int, expected: int) -> None:
+    assert shard_of(room, shards) == expected
+
+
+def test_shards_spread_over_every_shard() -> None:
     assert {shard_of(f"project:{i}", 8) for i in range(1, 200)} == set(range(8))
 
 
