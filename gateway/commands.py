@@ -41,6 +41,7 @@ SEND_ENQUEUE_TIMEOUT = 2.0
 @dataclass(frozen=True, slots=True)
 class CommandLimits:
     max_rooms: int  # WS_MAX_ROOMS_PER_CONNECTION
+    event_max_bytes: int  # EVENT_MAX_BYTES
 
 
 class Commands:
@@ -115,6 +116,10 @@ class Commands:
         encoded = encode_event("message", name, {"message_id": event_key,
                                                  "content": action.content,
                                                  "user_id": p.user_id}, p.username)
+        if len(encoded) > self._limits.event_max_bytes:
+            # the worker would dead-letter it after the ack: refuse it now instead
+            raise CommandError(ErrorCode.BAD_REQUEST, "Message too large for EVENT_MAX_BYTES",
+                               room=name)
         try:
             # one connection is one producer: its messages keep their order
             await self._jobs.enqueue([EventJob((PendingEvent(event_key, name, encoded),))],

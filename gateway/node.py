@@ -48,7 +48,8 @@ class Node:
                              self.rooms.recheck_user)
         self.reader = engine.event_log.reader(instance_id, self.fanout)
         self.commands = Commands(self.rooms, engine.access, engine.jobs, self.verifier,
-                                 CommandLimits(settings.WS_MAX_ROOMS_PER_CONNECTION),
+                                 CommandLimits(settings.WS_MAX_ROOMS_PER_CONNECTION,
+                                               settings.EVENT_MAX_BYTES),
                                  self.metrics.auth_failures)
         self.maintenance = Maintenance(engine, instance_id, self.hub, self.presence, self.rooms,
                                        self.reader, self.metrics, self._lost_instance_id)

@@ -10,7 +10,10 @@ from collections.abc import Callable, Iterator
 
 import psutil
 import pytest
+import redis
 
+from shared import keys
+from shared.rooms import shard_of
 from tests.support.delivery import (
     connect,
     direct_writer,
@@ -20,7 +23,7 @@ from tests.support.delivery import (
     stack_on,
 )
 from tests.support.redis_fixture import RedisUnderTest
-from tests.support.stack import Stack
+from tests.support.stack import SHARDS, Stack
 from tests.support.stalled import StalledClient
 from tests.support.tokens import make_token
 
@@ -69,3 +72,34 @@ async def test_the_byte_bound_closes_a_stalled_client_which_then_resumes(
         await again.close()
     finally:
         wdb.close()
+
+
+@pytest.fixture(scope="module")
+def small_events(redis_server: RedisUnderTest) -> Iterator[Stack]:
+    """EVENT_MAX_BYTES below what a WS_MAX_CONTENT_LENGTH message encodes to."""
+    with stack_on(redis_server.url, gateways=1, ACCESS_MODE="open",
+                  EVENT_MAX_BYTES="1024", WS_MAX_CONTENT_LENGTH="4000") as s:
+        yield s
+
+
+async def test_a_message_over_event_max_bytes_is_refused_not_acked_then_dropped(
+        small_events: Stack, unique_id: Callable[[], int]) -> None:
+    # Before: acked, then dead-lettered by the worker; the sender believed it sent.
+    room, user = f"project:{unique_id()}", unique_id()
+    client = await connect(small_events.gateways[0].url, user)
+    try:
+        await client.join(room)
+        refused = await client.request("send_message", room, {"content": "é" * 1500})
+        assert refused["type"] == "error" and refused["data"]["code"] == 4400, refused
+        assert "EVENT_MAX_BYTES" in refused["data"]["error"]
+        ack = await client.request("send_message", room, {"content": "small"})
+        assert ack["type"] == "ack"
+        [event] = await client.wait_events(room, 1, type_="message")
+        assert event["data"]["content"] == "small"  # the one after it, and only that one
+        db = redis.Redis.from_url(small_events.redis_url)
+        try:
+            assert db.xlen(keys.dead_letters(shard_of(room, SHARDS))) == 0
+        finally:
+            db.close()
+    finally:
+        await client.close()
