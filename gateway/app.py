@@ -24,7 +24,7 @@ from gateway.fast_path import WebSocketFastPath
 from gateway.logs import install_redaction
 from gateway.node import Node
 from gateway.routes import router
-from gateway.serving import check_served_by
+from gateway.serving import check_served_by, factory_port
 from shared.engines import build_engine
 from shared.events import import_event_modules
 from shared.settings import Settings, load_settings
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, instance_id: str | None = None,
     install_redaction()  # tokens stay out of every log, however the app is served
     import_event_modules(settings.EVENT_MODULES)
     engine = build_engine(settings)
-    node = Node(settings, instance_id or settings.instance_id(port), engine)
+    node = Node(settings, instance_id or settings.instance_id(port or factory_port()), engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -7,10 +7,12 @@ WS_MESSAGE_MAX_SIZE, and JSON logs with tokens redacted.
 
 Started by uvicorn's own command line as the factory
 (`uvicorn --factory gateway.app:create_app`), the app checks uvicorn's options
-and refuses to start, with one line saying what to change, unless they give the
-same. Served any other way (mounted in a backend's app, another ASGI server),
-it keeps every limit it can enforce itself (send bounds, frame size, redaction)
-and logs once, at the first connection, what is off.
+(protocol, deflate, frame size, keepalive pings) and refuses to start, with one
+line saying what to change, unless they give the same; its instance id then
+derives from `--port` as under `roomcast gateway`. Served any other way (mounted
+in a backend's app, another ASGI server), it keeps every limit it can enforce
+itself (send bounds, frame size, redaction) and logs once, at the first
+connection, what is off.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ log = logging.getLogger("roomcast.serving")
 
 FACTORY = "gateway.app:create_app"
 PROTOCOL = "gateway.ws_protocol:RoomcastWebSocketProtocol"
+# A ping unanswered for this many heartbeat intervals closes the connection with
+# 1011 (docs/protocol.md). More than one: a client that is only behind on reading
+# has our ping queued behind its backlog; that is the slow-consumer rule's job (1013).
+PING_TIMEOUT_INTERVALS = 2
 _reported = False
 
 
@@ -47,7 +53,19 @@ def problems_with(options: dict[str, object], settings: Settings) -> list[str]:
         found.append("--ws-per-message-deflate false")
     if options.get("ws_max_size") != settings.WS_MESSAGE_MAX_SIZE:
         found.append(f"--ws-max-size {settings.WS_MESSAGE_MAX_SIZE}")
+    interval = settings.WS_HEARTBEAT_INTERVAL
+    if options.get("ws_ping_interval") != interval:
+        found.append(f"--ws-ping-interval {interval:g}")
+    if options.get("ws_ping_timeout") != interval * PING_TIMEOUT_INTERVALS:
+        found.append(f"--ws-ping-timeout {interval * PING_TIMEOUT_INTERVALS:g}")
     return found
+
+
+def factory_port() -> int | None:
+    """The port given to uvicorn's command line, when it is loading us as the factory."""
+    options = _uvicorn_cli_options()
+    port = options.get("port") if options else None
+    return port if isinstance(port, int) else None
 
 
 def check_served_by(settings: Settings) -> None:

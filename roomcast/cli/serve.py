@@ -15,16 +15,13 @@ import uvicorn
 from gateway.app import create_app
 from gateway.logs import log_config
 from gateway.node import Node
+from gateway.serving import PING_TIMEOUT_INTERVALS
 from gateway.ws_protocol import RoomcastWebSocketProtocol, UnsupportedUvicorn, check_compatible
 from roomcast.cli.gateway_preflight import check_node_can_start
 from roomcast.cli.preflight import bind_port, reachable
 from shared.settings import Engine, Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
-# A ping unanswered for this many heartbeat intervals closes the connection with
-# 1011 (docs/protocol.md). More than one: a client that is only behind on reading
-# has our ping queued behind its backlog; that is the slow-consumer rule's job (1013).
-PING_TIMEOUT_INTERVALS = 2
 
 
 def run_gateway(settings: Settings, host: str, port: int, instance_id: str | None,
