@@ -45,7 +45,7 @@ class State(enum.Enum):
 
 
 class ReplayCursor(Protocol):
-    """The events a resumed join replays, read a page at a time (see gateway/history.py)."""
+    """The events a resumed join replays, read a page at a time (see the engine's History role)."""
 
     room: str
 

@@ -33,7 +33,7 @@ router.add_api_websocket_route("/api/v1/ws/connect", websocket_endpoint)
 _INSPECTOR = resources.files("gateway").joinpath("static/inspector.html")
 READY_TIMEOUT = 2.0
 MAX_EVENTS_PER_REQUEST = 1000
-# The browser SDK: its media types, by file. A wheel ships it in gateway/static/sdk/
+# The browser SDK: its media types, by file. A wheel ships it as static/sdk/ in gateway
 # (pyproject force-include); a source checkout serves sdk-js/ itself.
 _SDK_FILES = {"roomcast.js": "text/javascript; charset=utf-8",
               "roomcast.d.ts": "application/typescript; charset=utf-8"}
