@@ -37,7 +37,7 @@ import psutil
 
 from roomcast.cli import stack_env
 from roomcast.cli.embedded_redis import free_port
-from tests.support.cli import clean_env, one_line_error, read_until, run_cli
+from tests.support.cli import clean_env, close_pipes, one_line_error, read_until, run_cli
 from tests.support.ws import WsClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,6 +141,8 @@ async def test_up_memory_runs_with_no_redis_anywhere(tmp_path: Path) -> None:
     finally:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)
+            up.wait(10)
+        close_pipes(up)
 
 
 def test_up_memory_refuses_a_second_gateway_port(tmp_path: Path) -> None:

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from gateway.close_codes import CloseCode, ErrorCode
+from gateway.serving import PING_TIMEOUT_INTERVALS
 from roomcast.bench.main import parser as bench_parser
 from roomcast.cli import stack_env
 from roomcast.cli.args import build_parser
-from roomcast.cli.serve import PING_TIMEOUT_INTERVALS
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,3 +181,11 @@ def test_compose_passes_every_setting_it_mentions() -> None:
     mentioned = {n for n in _NAME.findall(text) if n in Settings.model_fields}
     passed = set(re.findall(r"^\s+([A-Z][A-Z0-9_]+):", text, re.M))
     assert mentioned <= passed, f"compose.yaml mentions but never passes {mentioned - passed}"
+
+
+def test_every_metric_is_in_the_operations_guide() -> None:
+    from gateway.metrics import Metrics
+
+    names = {m.name.removesuffix("_total") for m in Metrics().registry.collect()}
+    text = _text(SETTINGS_TABLE)
+    assert names and not {n for n in names if f"`{n}" not in text}

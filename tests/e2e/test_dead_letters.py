@@ -8,8 +8,6 @@ skipped the call-site checks (another language, an older backend) would."""
 from __future__ import annotations
 
 import itertools
-import re
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -60,13 +58,6 @@ def job(room: str, n: int, pad: int = 0) -> EventJob:
     return EventJob((PendingEvent(uuid.uuid4().hex, room, encoded),))
 
 
-def metric(stack: Stack, name: str) -> float:
-    with urllib.request.urlopen(f"{stack.gateways[0].http}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    found = re.search(rf"^{name} (\S+)$", text, re.M)
-    return float(found[1]) if found else 0.0
-
-
 def dead(db: redis.Redis, room: str) -> list[dict[bytes, bytes]]:
     return [fields for _, fields in db.xrange(keys.dead_letters(shard_of(room, SHARDS)))
             if any(room.encode() in value for value in fields.values())]
@@ -79,7 +70,7 @@ async def test_an_oversized_event_is_set_aside_and_the_producer_goes_on(
     client = await connect(stack.gateways[0].url, unique_id())
     try:
         await client.join(good_room)
-        before = metric(stack, "roomcast_dead_letters")
+        before = stack.gateways[0].metric("roomcast_dead_letters")
         # one producer: the oversized event first, then two that must still go out
         engine.sync_jobs.enqueue([job(bad_room, 1, pad=4000), job(good_room, 2),
                                   job(good_room, 3)])
@@ -88,7 +79,7 @@ async def test_an_oversized_event_is_set_aside_and_the_producer_goes_on(
         [entry] = dead(db, bad_room)
         assert b"EVENT_MAX_BYTES" in b"".join(entry.values())
         assert db.xlen(keys.room_history(bad_room, SHARDS)) == 0
-        await eventually(lambda: metric(stack, "roomcast_dead_letters") >= before + 1,
+        await eventually(lambda: stack.gateways[0].metric("roomcast_dead_letters") >= before + 1,
                          timeout=20, what="/metrics counting the dead letter")
     finally:
         await client.close()

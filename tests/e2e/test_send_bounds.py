@@ -17,6 +17,7 @@ from shared.rooms import shard_of
 from tests.support.delivery import (
     connect,
     direct_writer,
+    eventually,
     history_ids,
     id_key,
     message_event,
@@ -30,6 +31,7 @@ from tests.support.tokens import make_token
 EVENT_SIZE = 60_000
 EVENTS = 300  # 18 MB: far past the 4 MiB bound, far under WS_SEND_QUEUE_MAX (1000) frames
 BOUND = 4 * 2**20
+CLOSES = "roomcast_slow_consumer_closes_total"
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +53,15 @@ async def test_the_byte_bound_closes_a_stalled_client_which_then_resumes(
         await slow.send_json({"type": "join_room", "room": room, "ref": 1})
         await slow.read_until(lambda f: f.get("ref") == 1)
         rss_before = psutil.Process(gw.process.pid).memory_info().rss
-        await asyncio.to_thread(lambda: [writer.append_event(
-            room, message_event(room, n, EVENT_SIZE), uuid.uuid4().hex) for n in range(EVENTS)])
+        closes_before = gw.metric(CLOSES)
+        flooding = asyncio.ensure_future(asyncio.to_thread(lambda: [writer.append_event(
+            room, message_event(room, n, EVENT_SIZE), uuid.uuid4().hex) for n in range(EVENTS)]))
+        # read once the close is decided, not after the whole flood: the gateway gives
+        # a client that never reads ABORT_AFTER_SECONDS to take its close frame
+        await eventually(lambda: gw.metric(CLOSES) > closes_before, timeout=30,
+                         what="the byte bound's close")
         code = await slow.drain_to_close(timeout=30)
+        await flooding
         assert code == 1013
         seen = [f["id"] for f in slow.texts() if f.get("type") == "message"]
         # closed by bytes: what it got is about the bound, nowhere near 1000 frames

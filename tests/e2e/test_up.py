@@ -19,7 +19,7 @@ from typing import IO
 import psutil
 
 from roomcast.cli.embedded_redis import free_port
-from tests.support.cli import clean_env, one_line_error, read_until, run_cli
+from tests.support.cli import clean_env, close_pipes, one_line_error, read_until, run_cli
 from tests.support.ws import WsClient
 
 
@@ -41,6 +41,7 @@ def _failing_up(ports: list[int], cwd: Path) -> str:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)
             up.wait(10)
+        close_pipes(up)
     assert "dev token" not in out, out
     return one_line_error(subprocess.CompletedProcess(up.args, up.returncode, out, err))
 
@@ -57,7 +58,8 @@ async def test_up_serves_a_second_shell_and_ctrl_c_stops_it(tmp_path: Path) -> N
     ports = [free_port(), free_port()]
     # ACCESS_MODE=acl so that a grant from the second shell has something to change
     log_file = tmp_path / "up.log"
-    up = _launch_up(ports, clean_env(ACCESS_MODE="acl"), tmp_path, stderr=log_file.open("w"))
+    with log_file.open("w") as log:  # the child keeps its own copy
+        up = _launch_up(ports, clean_env(ACCESS_MODE="acl"), tmp_path, stderr=log)
     try:
         lines = await asyncio.to_thread(read_until, up, r"Ctrl-C", time.monotonic() + 60)
         output = "".join(lines)
@@ -118,3 +120,5 @@ async def test_up_serves_a_second_shell_and_ctrl_c_stops_it(tmp_path: Path) -> N
     finally:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)
+            up.wait(10)
+        close_pipes(up)

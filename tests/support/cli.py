@@ -55,3 +55,10 @@ def read_until(process: subprocess.Popen[str], pattern: str, deadline: float) ->
         if re.search(pattern, line):
             return lines
     raise AssertionError("".join(lines) or "no output")
+
+
+def close_pipes(process: subprocess.Popen[str]) -> None:
+    """Close what the test kept of a finished child's pipes (a leak ResourceWarning names)."""
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()

@@ -183,11 +183,11 @@ class WorkerGroup:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerGroup:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "roomcast.cli.main", "worker", "--processes", "1",
-             "--threads", str(self.threads)],
-            env=self.env, stdout=log, stderr=log, start_new_session=True)
+        with self.log_path.open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "roomcast.cli.main", "worker", "--processes", "1",
+                 "--threads", str(self.threads)],
+                env=self.env, stdout=log, stderr=log, start_new_session=True)
         return self
 
     def _signal_group(self, sig: signal.Signals) -> None:

@@ -66,8 +66,8 @@ class Nginx:
         check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
             raise RuntimeError(f"nginx -t refused deploy/nginx.conf: {check.stderr}")
-        self.process = subprocess.Popen(base, stdout=subprocess.DEVNULL,
-                                        stderr=error_log.open("ab"))
+        with error_log.open("ab") as errors:  # the child keeps its own copy
+            self.process = subprocess.Popen(base, stdout=subprocess.DEVNULL, stderr=errors)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,10 +57,10 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> Gateway:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            _roomcast("gateway", "--port", str(self.port), "--instance-id", self.instance_id),
-            env=self.env, stdout=log, stderr=log)
+        with self.log_path.open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                _roomcast("gateway", "--port", str(self.port), "--instance-id", self.instance_id),
+                env=self.env, stdout=log, stderr=log)
         self.wait_ready(timeout)
         return self
 
@@ -86,6 +87,11 @@ class Gateway:
         with urllib.request.urlopen(self.http + path, timeout=5) as response:
             body: bytes = response.read()
             return body.decode()
+
+    def metric(self, name: str) -> float:
+        """One unlabelled sample of /metrics; 0 while it has none."""
+        found = re.search(rf"^{re.escape(name)} (\S+)$", self.get("/metrics"), re.M)
+        return float(found[1]) if found else 0.0
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -118,10 +124,10 @@ class Stack:
 
     def start_worker(self, threads: int = 4, modules: tuple[str, ...] = (),
                      processes: int = 1) -> subprocess.Popen[bytes]:
-        log = (self.workdir / "worker.log").open("ab")
-        self.worker = subprocess.Popen(_roomcast("worker", "--processes", str(processes),
-                                                 "--threads", str(threads), *modules),
-                                       env=self.env, stdout=log, stderr=log)
+        with (self.workdir / "worker.log").open("ab") as log:
+            self.worker = subprocess.Popen(_roomcast("worker", "--processes", str(processes),
+                                                     "--threads", str(threads), *modules),
+                                           env=self.env, stdout=log, stderr=log)
         return self.worker
 
     def stop_worker(self) -> None:

@@ -30,11 +30,11 @@ def test_a_running_worker_is_registered_and_leaves_on_sigterm(
         redis_server: RedisUnderTest, redis_client: redis.Redis, tmp_path: Path) -> None:
     redis_client.delete(keys.workers())
     engine = RedisEngine(Settings(REDIS_URL=redis_server.url, STREAM_SHARDS=SHARDS))
-    log = (tmp_path / "worker.log").open("ab")
-    worker = subprocess.Popen([sys.executable, "-m", "roomcast.cli.main", "worker",
-                               "--processes", "1", "--threads", "1"],
-                              env=base_env(redis_server.url), stdout=log, stderr=log,
-                              start_new_session=True)
+    with (tmp_path / "worker.log").open("ab") as log:  # the child keeps its own copy
+        worker = subprocess.Popen([sys.executable, "-m", "roomcast.cli.main", "worker",
+                                   "--processes", "1", "--threads", "1"],
+                                  env=base_env(redis_server.url), stdout=log, stderr=log,
+                                  start_new_session=True)
     try:
         entries = wait_sync(lambda: _entries(redis_client), timeout=30,
                             what="a heartbeat entry")
