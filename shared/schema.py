@@ -1,12 +1,24 @@
 """JSON Schema of the events a backend may publish, generated from the models in
-the registry (built-in and registered types), as served at /api/v1/events/schema."""
+the registry (built-in and registered types), as served at /api/v1/events/schema.
+
+One document: a `oneOf` with one branch per type, each holding its `data` model
+inline. Models nested in a `data` model (a registered type's `author: Author`)
+are in the document's own `$defs`, where their `$ref`s point: a schema generated
+per model would carry its `$defs` inside `data`, and its `#/$defs/...` references
+would then point at nothing."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+
+from pydantic.json_schema import models_json_schema
 
 from shared.events import MAX_KEY_LENGTH, MAX_SENDER_LENGTH, EventType, event_types
 from shared.rooms import ROOM_PATTERN
+
+REF_PREFIX = "#/$defs/"
 
 
 def _room_pattern(spec: EventType) -> str:
@@ -16,7 +28,8 @@ def _room_pattern(spec: EventType) -> str:
     return f"^({kinds}):[1-9][0-9]{{0,18}}$"
 
 
-def event_schema(spec: EventType) -> dict[str, Any]:
+def event_schema(spec: EventType, data: dict[str, Any]) -> dict[str, Any]:
+    """One type's branch; `data` is its model's schema (see `events_schema`)."""
     return {
         "title": spec.name,
         "description": spec.description,
@@ -26,25 +39,59 @@ def event_schema(spec: EventType) -> dict[str, Any]:
         "properties": {
             "type": {"const": spec.name},
             "room": {"type": "string", "pattern": _room_pattern(spec)},
-            "data": spec.model.model_json_schema(),
+            "data": data,
             "sender": {"type": "string", "minLength": 1, "maxLength": MAX_SENDER_LENGTH,
                        "default": "system"},
             "key": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
                     "description": "idempotency key: the same key appends once"},
         },
-        "examples": [{"type": spec.name, "room": _example_room(spec), "data": spec.example}],
+        "examples": [{"type": spec.name, "room": example_room(spec), "data": spec.example}],
     }
 
 
-def _example_room(spec: EventType) -> str:
+def example_room(spec: EventType) -> str:
     kind = sorted(k.value for k in spec.rooms)[0] if spec.rooms else "project"
     return f"{kind}:1"
 
 
-def events_schema() -> dict[str, Any]:
-    publishable = [spec for spec in event_types() if spec.from_backends]
-    return {
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            yield ref
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def events_schema(specs: Iterable[EventType] | None = None) -> dict[str, Any]:
+    """The document for `specs` (default: every type a backend may publish)."""
+    publishable: Sequence[EventType] = [s for s in (event_types() if specs is None else specs)
+                                        if s.from_backends]
+    keyed, top = models_json_schema([(s.model, "validation") for s in publishable],
+                                    ref_template=REF_PREFIX + "{model}")
+    defs: dict[str, Any] = top.get("$defs", {})
+    branches = []
+    for spec in publishable:
+        ref = keyed[(spec.model, "validation")].get("$ref", "")
+        data = copy.deepcopy(defs[ref.removeprefix(REF_PREFIX)]) if ref else {}
+        branches.append(event_schema(spec, data))
+    document: dict[str, Any] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "roomcast events",
-        "oneOf": [event_schema(spec) for spec in publishable],
+        "oneOf": branches,
     }
+    # keep the definitions something still points at (nested models), transitively
+    kept: dict[str, Any] = {}
+    pending = [r.removeprefix(REF_PREFIX) for r in _refs(branches)]
+    while pending:
+        name = pending.pop()
+        if name in kept or name not in defs:
+            continue
+        kept[name] = defs[name]
+        pending.extend(r.removeprefix(REF_PREFIX) for r in _refs(defs[name]))
+    if kept:
+        document["$defs"] = dict(sorted(kept.items()))
+    return document
