@@ -267,3 +267,5 @@ def import_event_modules(modules: Iterable[str]) -> None:
             importlib.import_module(name)
         except ImportError as exc:
             raise ValueError(f"EVENT_MODULES: cannot import {name!r}: {exc}") from None
+        except (ValueError, TypeError) as exc:  # a registration it makes is refused
+            raise ValueError(f"EVENT_MODULES: {name!r}: {exc}") from None

@@ -67,6 +67,8 @@ def _dispatch(args: argparse.Namespace) -> None:
         _client(args, origins)
         return
     settings = _settings()
+    if command in _EVENT_TYPE_COMMANDS:
+        _import_event_modules(settings)
     if command in ("gateway", "worker"):
         _refuse_on_memory_stack(command, settings)
         from_file = sorted(n for n, o in origins.items() if o.startswith(stack_env.ENV_DIR))
@@ -83,6 +85,27 @@ def _dispatch(args: argparse.Namespace) -> None:
         from roomcast.cli import backend_commands
 
         backend_commands.run(settings, args, origins)
+
+
+# Commands that check events, and so import the modules that register a backend's
+# own types first (EVENT_MODULES).
+_EVENT_TYPE_COMMANDS = {"gateway", "worker", "publish"}
+
+
+def _import_event_modules(settings: Settings) -> None:
+    """EVENT_MODULES, importable from the working directory as under uvicorn and
+    dramatiq (the worker's own import, in dramatiq, looks there too); a module that
+    cannot be imported is one line before anything starts."""
+    if not settings.EVENT_MODULES:
+        return
+    from shared.events import import_event_modules
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        import_event_modules(settings.EVENT_MODULES)
+    except ValueError as exc:  # the module's own registration errors are ValueErrors too
+        raise CliError(" ".join(str(exc).split()), code=2) from None
 
 
 def _stack_name(settings: Settings) -> str:
