@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from shared.codec import encode_event
 from shared.rooms import InvalidRoom, Room, RoomKind
@@ -37,41 +37,43 @@ class EventData(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
+# Field descriptions go into the JSON Schema and the event reference (docs/events.md).
 class MessageData(EventData):
-    message_id: str
-    content: str
-    user_id: StrictInt
+    message_id: str = Field(description="The message's id; for a client's send_message, "
+                                        "`u<user_id>.<key>`")
+    content: str = Field(description="The message's text")
+    user_id: StrictInt = Field(description="The author's user id")
 
 
 class MessageEditedData(EventData):
-    message_id: str
-    content: str
+    message_id: str = Field(description="The id of the edited message")
+    content: str = Field(description="Its new text")
 
 
 class MessageDeletedData(EventData):
-    message_id: str
+    message_id: str = Field(description="The id of the deleted message")
 
 
 class TaskRef(EventData):
-    task_id: StrictInt
-    project_id: StrictInt
+    task_id: StrictInt = Field(description="The task's id")
+    project_id: StrictInt = Field(description="The id of the task's project")
 
 
 class TaskCreatedData(TaskRef):
-    title: str
+    title: str = Field(description="The new task's title")
 
 
 class TaskUpdatedData(TaskRef):
-    changes: dict[str, Any]
+    changes: dict[str, Any] = Field(description="The changed fields and their new values")
 
 
 class TaskStatusChangedData(TaskRef):
-    old_status: str
-    new_status: str
+    old_status: str = Field(description="The status before")
+    new_status: str = Field(description="The status now")
 
 
 class TaskAssignedData(TaskRef):
-    assignee_id: StrictInt | None
+    assignee_id: StrictInt | None = Field(description="The assignee's user id; null: nobody")
 
 
 class TaskDeletedData(TaskRef):
@@ -79,21 +81,21 @@ class TaskDeletedData(TaskRef):
 
 
 class ProjectUpdatedData(EventData):
-    project_id: StrictInt
-    changes: dict[str, Any]
+    project_id: StrictInt = Field(description="The project's id")
+    changes: dict[str, Any] = Field(description="The changed fields and their new values")
 
 
 class ProjectArchivedData(EventData):
-    project_id: StrictInt
+    project_id: StrictInt = Field(description="The project's id")
 
 
 class NotificationData(EventData):
-    title: str
+    title: str = Field(description="What the user is told")
 
 
 class PresenceChangeData(EventData):
-    user_id: StrictInt
-    username: str
+    user_id: StrictInt = Field(description="The user's id")
+    username: str = Field(description="The user's name, from their token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +126,8 @@ def _builtin(name: str, model: type[EventData], description: str, example: dict[
     _REGISTRY[name] = EventType(name, model, description, example, builtin=True, **options)
 
 
-_builtin("message", MessageData, "A chat message in a room.",
+_builtin("message", MessageData, "A chat message in a room: a client's send_message (published "
+         "by the worker), or a backend's.",
          {"message_id": "u42.a1b2", "content": "Hello", "user_id": 42})
 _builtin("message.edited", MessageEditedData, "A chat message was edited.",
          {"message_id": "u42.a1b2", "content": "Hello, all"})

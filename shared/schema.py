@@ -66,32 +66,39 @@ def _refs(node: Any) -> Iterator[str]:
             yield from _refs(value)
 
 
-def events_schema(specs: Iterable[EventType] | None = None) -> dict[str, Any]:
-    """The document for `specs` (default: every type a backend may publish)."""
-    publishable: Sequence[EventType] = [s for s in (event_types() if specs is None else specs)
-                                        if s.from_backends]
-    keyed, top = models_json_schema([(s.model, "validation") for s in publishable],
+def data_schemas(specs: Sequence[EventType]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Each type's `data` schema, in the order of `specs`, and the definitions of
+    the models nested in them (referenced as `#/$defs/<name>`)."""
+    keyed, top = models_json_schema([(s.model, "validation") for s in specs],
                                     ref_template=REF_PREFIX + "{model}")
     defs: dict[str, Any] = top.get("$defs", {})
-    branches = []
-    for spec in publishable:
+    schemas = []
+    for spec in specs:
         ref = keyed[(spec.model, "validation")].get("$ref", "")
-        data = copy.deepcopy(defs[ref.removeprefix(REF_PREFIX)]) if ref else {}
-        branches.append(event_schema(spec, data))
-    document: dict[str, Any] = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "roomcast events",
-        "oneOf": branches,
-    }
+        schemas.append(copy.deepcopy(defs[ref.removeprefix(REF_PREFIX)]) if ref else {})
     # keep the definitions something still points at (nested models), transitively
     kept: dict[str, Any] = {}
-    pending = [r.removeprefix(REF_PREFIX) for r in _refs(branches)]
+    pending = [r.removeprefix(REF_PREFIX) for r in _refs(schemas)]
     while pending:
         name = pending.pop()
         if name in kept or name not in defs:
             continue
         kept[name] = defs[name]
         pending.extend(r.removeprefix(REF_PREFIX) for r in _refs(defs[name]))
-    if kept:
-        document["$defs"] = dict(sorted(kept.items()))
+    return schemas, dict(sorted(kept.items()))
+
+
+def events_schema(specs: Iterable[EventType] | None = None) -> dict[str, Any]:
+    """The document for `specs` (default: every type a backend may publish)."""
+    publishable: Sequence[EventType] = [s for s in (event_types() if specs is None else specs)
+                                        if s.from_backends]
+    schemas, defs = data_schemas(publishable)
+    document: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "roomcast events",
+        "oneOf": [event_schema(spec, data) for spec, data in zip(publishable, schemas,
+                                                                 strict=True)],
+    }
+    if defs:
+        document["$defs"] = defs
     return document

@@ -43,7 +43,7 @@ def test_nested_models_are_referenced_where_the_references_point(nested_type: Ev
                                                                  ) -> None:
     document = events_schema()
     check_document(document)  # before the fix: '#/$defs/Reviewer' pointed at nothing
-    assert set(document["$defs"]) == {"Reviewer"}
+    assert "Reviewer" in document["$defs"]
     event = {"type": "review.requested", "room": "task:7", "data": EXAMPLE}
     validate(event, document)
     wrong = {**event, "data": {**EXAMPLE, "reviewer": {"user_id": "42", "username": "a"}}}
