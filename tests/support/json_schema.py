@@ -11,6 +11,7 @@ checked by half.
 
 from __future__ import annotations
 
+import operator
 import re
 from typing import Any
 
@@ -136,10 +137,10 @@ def errors(instance: Any, schema: Any, root: dict[str, Any], where: str = "") ->
         if "maxLength" in schema and len(instance) > schema["maxLength"]:
             found.append(f"{at}: longer than {schema['maxLength']}")
     if isinstance(instance, (int, float)) and not isinstance(instance, bool):
-        for key, ok in (("minimum", lambda b: instance >= b), ("maximum", lambda b: instance <= b),
-                        ("exclusiveMinimum", lambda b: instance > b),
-                        ("exclusiveMaximum", lambda b: instance < b)):
-            if key in schema and not ok(schema[key]):
+        checks = {"minimum": operator.ge, "maximum": operator.le,
+                  "exclusiveMinimum": operator.gt, "exclusiveMaximum": operator.lt}
+        for key, holds in checks.items():
+            if key in schema and not holds(instance, schema[key]):
                 found.append(f"{at}: {key} {schema[key]}")
     if isinstance(instance, dict):
         for name in schema.get("required", []):
@@ -165,12 +166,13 @@ def errors(instance: Any, schema: Any, root: dict[str, Any], where: str = "") ->
     if "anyOf" in schema and all(errors(instance, s, root, where) for s in schema["anyOf"]):
         found.append(f"{at}: matches none of anyOf")
     if "oneOf" in schema:
-        each = [errors(instance, s, root, where) for s in schema["oneOf"]]
+        each: list[list[str]] = [errors(instance, s, root, where) for s in schema["oneOf"]]
         matching = sum(1 for e in each if not e)
         if matching != 1:
             found.append(f"{at}: matches {matching} branches of oneOf, not exactly one")
         if not matching:  # say why the nearest branch refused it
-            found += min(each, key=len)
+            nearest = sorted(each, key=len)[0]
+            found.extend(nearest)
     if "not" in schema and not errors(instance, schema["not"], root, where):
         found.append(f"{at}: matches what `not` excludes")
     return found
