@@ -53,9 +53,16 @@ class RedactFilter(logging.Filter):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             return True
         message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+        if redact(message) == message:
+            return True
+        if isinstance(record.args, tuple):
+            # Redact the arguments and keep their shape: uvicorn's access formatter
+            # unpacks them (client, method, path, version, status).
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+            message = record.getMessage()
+            if redact(message) == message:
+                return True
+        record.msg, record.args = redact(message), None
         return True
 
 
