@@ -143,6 +143,9 @@ def main() -> None:
     p.add_argument("--out", required=True, help="where the JSON result goes")
     args = p.parse_args()
     os.chdir(HERE)
+    # SIGTERM (a bench stopped or timed out) unwinds like Ctrl-C: run()'s finally
+    # stops the servers this run started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     raise SystemExit(run(args))
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from roomcast.bench.scenario import ScenarioConfig
+from roomcast.cli.children import die_with_parent
 from roomcast.cli.embedded_redis import RedisNotFound, find_redis_server
 
 PEER_STACKS = ("sio", "pysio")
@@ -117,13 +118,19 @@ class PeerRunner:
                    "--max-time", f"{max_time:g}", "--redis-server", self.redis_server,
                    "--label", f"{stack}-run{index}", "--out", str(out)]
         timeout = max_time + 240
-        try:
-            proc = subprocess.run(command, cwd=self.dir, capture_output=True, text=True,
-                                  timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            return {"failed": f"peer run timed out after {timeout:.0f} s"}
+        # SIGTERM (never SIGKILL first) lets run_peer.py stop the servers it started;
+        # it gets one as well when this bench dies
+        with subprocess.Popen(command, cwd=self.dir, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              preexec_fn=die_with_parent) as proc:
+            try:
+                output, _ = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                proc.communicate(timeout=30)
+                return {"failed": f"peer run timed out after {timeout:.0f} s"}
         if proc.returncode != 0 or not out.exists():
-            return {"failed": f"rc={proc.returncode}: {(proc.stdout + proc.stderr)[-800:]}"}
+            return {"failed": f"rc={proc.returncode}: {output[-800:]}"}
         result: dict[str, Any] = json.loads(out.read_text())
         result.pop("timeline", None)
         return result

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from roomcast.bench.peer import DEFAULT_PEER_DIR, PEER_STACKS
+from roomcast.bench.peer import DEFAULT_PEER_DIR, PEER_STACKS, PeerRunner
+from roomcast.bench.scenario import ScenarioConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,3 +75,35 @@ def test_a_tiny_comparison_runs_every_peer(tmp_path: Path) -> None:
         assert run["connected"] == 10 and run["lost"] == 0 and run["dup"] == 0, run
         assert run["latency_ms"]["p50"] > 0
     assert "| figure | roomcast | sio | pysio |" in report["comparison"]
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm")),
+                    reason="the Socket.IO peer needs Node.js and npm")
+def test_a_peer_run_stopped_midway_leaves_no_process_behind(tmp_path: Path) -> None:
+    # Before: SIGTERM (a bench stopped, or its timeout) ended run_peer.py at once and
+    # its Redis and both Socket.IO servers ran on.
+    runner = PeerRunner(DEFAULT_PEER_DIR, ["sio"], ScenarioConfig(), lambda line: None)
+    assert runner.problem() is None and runner.install() is None
+    run = subprocess.Popen([str(runner.python), "run_peer.py", "sio", "--clients", "5",
+                            "--rate", "5", "--duration", "60", "--max-time", "90",
+                            "--out", str(tmp_path / "out.json")], cwd=DEFAULT_PEER_DIR,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the servers and the load generator are up: a run in its middle
+            children = psutil.Process(run.pid).children(recursive=True)
+            if any("loadgen.py" in " ".join(c.cmdline()) for c in children):
+                break
+            assert time.monotonic() < deadline and run.poll() is None, "the run never started"
+            time.sleep(0.2)  # poll interval while the peer stack starts
+        servers = [c for c in children if "server.js" in " ".join(c.cmdline())]
+        assert len(servers) == 2
+        run.send_signal(signal.SIGTERM)
+        run.wait(60)
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert alive == [], [p.cmdline() for p in alive]
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(10)
