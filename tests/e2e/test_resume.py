@@ -341,7 +341,8 @@ async def test_last_id_of_the_join_resumes_without_gap(
     reply = await _joined(again, room, since=last_id)
     replay = _after(history_ids(db, room), last_id, reply["data"]["last_id"])
     assert (reply["data"]["recovered"], reply["data"]["replayed"]) == (True, len(replay))
-    assert _ids(await again.wait_events(room, len(replay))) == replay
+    # its own user_joined follows live, and may come in the same read as the replay
+    assert _ids(await again.wait_events(room, len(replay)))[:len(replay)] == replay
     await again.close()
 
 
