@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Redis per test module, real roomcast processes."""
+"""Shared fixtures: a real Redis per test module, real roomcast processes, and the
+contract tests' stacks over both engines."""
 
 from __future__ import annotations
 
@@ -10,6 +11,13 @@ import pytest
 import redis
 
 from shared.settings import Settings
+from tests.support.engine_stack import (
+    ENGINES,
+    EngineName,
+    EngineStack,
+    EngineStacks,
+    engine_stacks,
+)
 from tests.support.redis_fixture import RedisUnderTest, running_redis
 from tests.support.stack import JWT_SECRET, Stack
 
@@ -57,3 +65,27 @@ def db(stack: Stack) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(stack.redis_url)
     yield client
     client.close()
+
+
+# -- the contract tests: one suite, both engines ------------------------------------------
+@pytest.fixture(scope="module", params=ENGINES)
+def engine_name(request: pytest.FixtureRequest) -> EngineName:
+    """Every contract test runs once per engine: `test_x[redis]`, `test_x[memory]`.
+    Module-scoped, so a module starts each engine's processes once."""
+    name: EngineName = request.param
+    return name
+
+
+@pytest.fixture(scope="module")
+def engine_stacks_of_module(engine_name: EngineName, request: pytest.FixtureRequest
+                            ) -> Iterator[EngineStacks]:
+    """Makes this module's stacks (with their own settings) on the engine under test."""
+    redis_url = request.getfixturevalue("redis_server").url if engine_name == "redis" else None
+    with engine_stacks(engine_name, redis_url) as stacks:
+        yield stacks
+
+
+@pytest.fixture(scope="module")
+def engine_stack(engine_stacks_of_module: EngineStacks) -> EngineStack:
+    """Two gateways and a worker on Redis; one memory-engine gateway; ACCESS_MODE=acl."""
+    return engine_stacks_of_module.start()

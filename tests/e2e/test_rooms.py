@@ -1,37 +1,35 @@
-"""Rooms over two real gateways: join/leave, presence, chat through the worker."""
+"""Rooms on both engines (two gateways on Redis, one on memory): join/leave,
+presence, chat through the worker."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-import redis
 
-from shared import keys
-from shared.settings import Settings
 from tests.support.delivery import eventually
-from tests.support.jobs import jobs_outstanding
-from tests.support.stack import SHARDS, Stack
-from tests.support.tokens import make_token
+from tests.support.engine_stack import EngineStack
 from tests.support.ws import WsClient
 from workers.api import Backend
 
 
+@pytest.fixture(scope="module")
+def stack(engine_stack: EngineStack) -> EngineStack:
+    return engine_stack
+
+
 @pytest.fixture
-def backend(settings: Settings) -> Iterator[Backend]:
-    b = Backend(settings)
-    yield b
-    b.close()
+def backend(stack: EngineStack) -> Backend:
+    return stack.backend
 
 
-async def _connect(stack: Stack, gateway: int, user_id: int, name: str) -> WsClient:
-    client = await WsClient.open(stack.gateways[gateway].url, make_token(user_id, name))
+async def _connect(stack: EngineStack, gateway: int, user_id: int, name: str) -> WsClient:
+    client = await WsClient.open(stack.gateway(gateway).url, stack.token(user_id, name))
     await client.wait_for(lambda f: f["type"] == "connected")
     return client
 
 
-async def test_connected_frame_and_own_room(stack: Stack, backend: Backend,
+async def test_connected_frame_and_own_room(stack: EngineStack, backend: Backend,
                                            unique_id: Callable[[], int]) -> None:
     uid = unique_id()
     client = await _connect(stack, 0, uid, "alice")
@@ -49,7 +47,7 @@ async def test_connected_frame_and_own_room(stack: Stack, backend: Backend,
     await client.close()
 
 
-async def test_ping_and_ref_echo(stack: Stack, unique_id: Callable[[], int]) -> None:
+async def test_ping_and_ref_echo(stack: EngineStack, unique_id: Callable[[], int]) -> None:
     client = await _connect(stack, 0, unique_id(), "bob")
     await client.send({"type": "ping", "ref": "abc"})
     pong = await client.wait_for(lambda f: f["type"] == "pong")
@@ -60,7 +58,7 @@ async def test_ping_and_ref_echo(stack: Stack, unique_id: Callable[[], int]) -> 
 
 
 async def test_presence_events_only_on_first_and_last_connection(
-        stack: Stack, backend: Backend, unique_id: Callable[[], int]) -> None:
+        stack: EngineStack, backend: Backend, unique_id: Callable[[], int]) -> None:
     room = f"project:{unique_id()}"
     watcher_id, carol = unique_id(), unique_id()
     backend.grant_access(watcher_id, room)
@@ -97,7 +95,7 @@ async def test_presence_events_only_on_first_and_last_connection(
 
 
 async def test_an_event_published_once_connected_arrives_reaches_the_client(
-        stack: Stack, backend: Backend, unique_id: Callable[[], int]) -> None:
+        stack: EngineStack, backend: Backend, unique_id: Callable[[], int]) -> None:
     """The welcome is sent once the connection is in its own room: a notification
     published the moment `connected` arrives is never before the join point."""
     for _ in range(10):
@@ -110,7 +108,7 @@ async def test_an_event_published_once_connected_arrives_reaches_the_client(
 
 
 async def test_send_message_is_acked_and_published_to_the_room(
-        stack: Stack, backend: Backend, unique_id: Callable[[], int]) -> None:
+        stack: EngineStack, backend: Backend, unique_id: Callable[[], int]) -> None:
     room = f"channel:{unique_id()}"
     alice_id, bob_id = unique_id(), unique_id()
     for uid in (alice_id, bob_id):
@@ -134,7 +132,7 @@ async def test_send_message_is_acked_and_published_to_the_room(
 
 
 async def test_send_message_with_the_same_key_publishes_once_per_user(
-        stack: Stack, backend: Backend, db: redis.Redis, unique_id: Callable[[], int]) -> None:
+        stack: EngineStack, backend: Backend, unique_id: Callable[[], int]) -> None:
     """A resend after a reconnect carries the same `data.key`: one message. The key is
     scoped to the user, so another user's message with the same key still goes out."""
     room = f"channel:{unique_id()}"
@@ -153,9 +151,8 @@ async def test_send_message_with_the_same_key_publishes_once_per_user(
     bob = await _connect(stack, 0, bob_id, "bob")
     await bob.join_when_granted(room)
     await bob.request("send_message", room, {"content": "bob's", "key": "m-1"})
-    await eventually(lambda: jobs_outstanding(db) == 0, timeout=20, what="every job done")
-    history = [json.loads(fields[b"e"])
-               for _, fields in db.xrange(keys.room_history(room, SHARDS))]
+    await eventually(lambda: stack.jobs_outstanding() == 0, timeout=20, what="every job done")
+    history = [event for _, event in stack.history(room)]
     messages = sorted((e["data"]["user_id"], e["data"]["content"]) for e in history
                       if e["type"] == "message")
     assert messages == [(alice_id, "once"), (bob_id, "bob's")]
@@ -163,7 +160,7 @@ async def test_send_message_with_the_same_key_publishes_once_per_user(
     await bob.close()
 
 
-async def test_room_order_and_last_id(stack: Stack, backend: Backend,
+async def test_room_order_and_last_id(stack: EngineStack, backend: Backend,
                                       unique_id: Callable[[], int]) -> None:
     room = f"task:{unique_id()}"
     uid = unique_id()
@@ -185,7 +182,7 @@ async def test_room_order_and_last_id(stack: Stack, backend: Backend,
     await late.close()
 
 
-async def test_cli_grant_link_and_revoke(stack: Stack, unique_id: Callable[[], int]) -> None:
+async def test_cli_grant_link_and_revoke(stack: EngineStack, unique_id: Callable[[], int]) -> None:
     uid, project, channel = unique_id(), f"project:{unique_id()}", f"channel:{unique_id()}"
     client = await _connect(stack, 1, uid, "erin")
     denied = await client.join(project)

@@ -47,6 +47,8 @@ class Gateway:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    # what `python -m` runs with `gateway --port ...`: the roomcast CLI, or a wrapper of it
+    module: str = "roomcast.cli.main"
 
     @property
     def url(self) -> str:
@@ -59,7 +61,8 @@ class Gateway:
     def start(self, timeout: float = 30.0) -> Gateway:
         with self.log_path.open("ab") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(
-                _roomcast("gateway", "--port", str(self.port), "--instance-id", self.instance_id),
+                [sys.executable, "-m", self.module, "gateway", "--port", str(self.port),
+                 "--instance-id", self.instance_id],
                 env=self.env, stdout=log, stderr=log)
         self.wait_ready(timeout)
         return self
