@@ -1,24 +1,20 @@
-"""Room access over real sockets: grants, links, private user rooms and live
-revocation, through the worker actors on a worker and two gateways (ACCESS_MODE=acl),
-plus a gateway in ACCESS_MODE=open on the same Redis."""
+"""Room access over real sockets, on both engines: grants, links, private user
+rooms and live revocation, through the worker actors (ACCESS_MODE=acl; on Redis a
+worker and two gateways), plus a gateway in ACCESS_MODE=open."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
-import redis.asyncio as aioredis
 
-from shared import keys
-from shared.settings import Settings
-from tests.support.gateways import custom_gateway, start_all
-from tests.support.redis_fixture import RedisUnderTest
-from tests.support.stack import Gateway, Stack
+from tests.support.engine_stack import EngineStack
+from tests.support.gateways import start_all
+from tests.support.stack import Gateway
 from tests.support.tokens import make_token
 from tests.support.ws import Frame, WsClient
 from workers.api import Backend
@@ -27,23 +23,19 @@ REVOCATION_DEADLINE = 1.0  # SPEC §5: every connection leaves within 1 s
 WORKER_DEADLINE = 10.0
 
 
+@pytest.fixture(scope="module")
+def stack(engine_stack: EngineStack) -> EngineStack:
+    return engine_stack
+
+
 @pytest.fixture
-def backend(settings: Settings) -> Iterator[Backend]:
-    b = Backend(settings)
-    yield b
-    b.close()
-
-
-@pytest_asyncio.fixture
-async def aredis(redis_server: RedisUnderTest) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
+def backend(stack: EngineStack) -> Backend:
+    return stack.backend
 
 
 @pytest.fixture(scope="module")
-def open_gateway(stack: Stack) -> Gateway:
-    (gateway,) = start_all([custom_gateway(stack, "open", {"ACCESS_MODE": "open"})])
+def open_gateway(stack: EngineStack) -> Gateway:
+    (gateway,) = start_all([stack.extra_gateway("open", {"ACCESS_MODE": "open"})])
     return gateway
 
 
@@ -73,15 +65,15 @@ async def _until(predicate: Callable[[], Any], timeout: float = WORKER_DEADLINE)
 # -- acl --------------------------------------------------------------------------------
 
 async def test_join_without_grant_is_forbidden_whether_the_room_exists_or_not(
-        stack: Stack, backend: Backend, unique_id: Callable[[], int]) -> None:
+        stack: EngineStack, backend: Backend, unique_id: Callable[[], int]) -> None:
     existing, missing = f"project:{unique_id()}", f"project:{unique_id()}"
     member_id = unique_id()
-    member = await _connect(stack.gateways[1], member_id)
+    member = await _connect(stack.gateway(1), member_id)
     backend.grant_access(member_id, existing)
     await member.join_when_granted(existing)  # the room has a member ...
     backend.task_created(existing, task_id=1, project_id=1, title="t")
     await member.wait_events(existing, 1, type_="task.created")  # ... and history
-    outsider = await _connect(stack.gateways[0], unique_id())
+    outsider = await _connect(stack.gateway(0), unique_id())
 
     answers = [await outsider.join(existing), await outsider.join(missing)]
     for answer, room in zip(answers, (existing, missing), strict=True):
@@ -94,10 +86,10 @@ async def test_join_without_grant_is_forbidden_whether_the_room_exists_or_not(
     await member.close()
 
 
-async def test_grant_admits_and_events_follow(stack: Stack, backend: Backend,
+async def test_grant_admits_and_events_follow(stack: EngineStack, backend: Backend,
                                               unique_id: Callable[[], int]) -> None:
     room, user = f"channel:{unique_id()}", unique_id()
-    client = await _connect(stack.gateways[0], user)
+    client = await _connect(stack.gateway(0), user)
     assert (await client.join(room))["data"]["code"] == 4403
     backend.grant_access(user, room)
     joined = await client.join_when_granted(room)
@@ -109,7 +101,7 @@ async def test_grant_admits_and_events_follow(stack: Stack, backend: Backend,
 
 
 async def test_project_grant_admits_linked_channel_and_task_only(
-        stack: Stack, backend: Backend, unique_id: Callable[[], int]) -> None:
+        stack: EngineStack, backend: Backend, unique_id: Callable[[], int]) -> None:
     project, other_project = f"project:{unique_id()}", f"project:{unique_id()}"
     channel, task = f"channel:{unique_id()}", f"task:{unique_id()}"
     unlinked, elsewhere = f"channel:{unique_id()}", f"task:{unique_id()}"
@@ -118,7 +110,7 @@ async def test_project_grant_admits_linked_channel_and_task_only(
     backend.link_room(task, project)
     backend.link_room(elsewhere, other_project)
     backend.grant_access(user, project)
-    client = await _connect(stack.gateways[1], user)
+    client = await _connect(stack.gateway(1), user)
     for room in (project, channel, task):
         assert (await client.join_when_granted(room))["room"] == room
     # the same worker queue handled the links above: these answers are final
@@ -129,19 +121,18 @@ async def test_project_grant_admits_linked_channel_and_task_only(
 
 
 async def test_user_rooms_belong_to_their_owner_even_with_a_grant(
-        stack: Stack, backend: Backend, aredis: aioredis.Redis,
-        unique_id: Callable[[], int]) -> None:
+        stack: EngineStack, backend: Backend, unique_id: Callable[[], int]) -> None:
     owner, intruder = unique_id(), unique_id()
     backend.grant_access(intruder, f"user:{owner}")  # a grant cannot open someone's room
-    await _until(lambda: aredis.sismember(keys.grants(intruder), f"user:{owner}"))
-    client = await _connect(stack.gateways[0], intruder)
+    await _until(lambda: asyncio.to_thread(lambda: stack.jobs_outstanding() == 0))
+    client = await _connect(stack.gateway(0), intruder)
     answer = await client.join(f"user:{owner}")
     assert answer["type"] == "error" and answer["room"] == f"user:{owner}"
     assert answer["data"] == {"error": "Forbidden", "code": 4403}
     own = await client.join(f"user:{intruder}")  # already in it; answered again
     assert own["type"] == "room_joined" and own["room"] == f"user:{intruder}"
     backend.notify(owner, title="private")
-    owner_client = await _connect(stack.gateways[1], owner)
+    owner_client = await _connect(stack.gateway(1), owner)
     backend.notify(owner, title="also private")
     await owner_client.wait_events(f"user:{owner}", 1, type_="notification.new")
     await _still_serving(client)
@@ -158,11 +149,11 @@ async def _still_serving(client: WsClient) -> None:
     assert not client.closed.is_set()
 
 
-async def _members(stack: Stack, backend: Backend, user: int, rooms: list[str],
+async def _members(stack: EngineStack, backend: Backend, user: int, rooms: list[str],
                    gateways: list[int]) -> list[WsClient]:
     clients = []
     for index in gateways:
-        client = await _connect(stack.gateways[index], user)
+        client = await _connect(stack.gateway(index), user)
         for room in rooms:
             await client.join_when_granted(room)
         clients.append(client)
@@ -178,8 +169,7 @@ def _left(client: WsClient, room: str) -> list[Frame]:
 
 
 async def test_revocation_is_live_on_every_gateway(
-        stack: Stack, backend: Backend, aredis: aioredis.Redis,
-        unique_id: Callable[[], int]) -> None:
+        stack: EngineStack, backend: Backend, unique_id: Callable[[], int]) -> None:
     room, user, witness = f"project:{unique_id()}", unique_id(), unique_id()
     backend.grant_access(user, room)
     backend.grant_access(witness, room)
@@ -189,7 +179,7 @@ async def test_revocation_is_live_on_every_gateway(
 
     called = time.monotonic()
     backend.revoke_access(user, room)
-    removed = await _until(lambda: _not(aredis.sismember(keys.grants(user), room)))
+    removed = await _until(lambda: _not(stack.agranted(user, room)))
     waits = [c.wait_for(_is_left(room), timeout=WORKER_DEADLINE) for c in conns]
     lefts = await asyncio.gather(*waits)
     all_left = time.monotonic()
@@ -215,7 +205,7 @@ async def test_revocation_is_live_on_every_gateway(
         assert _left(w, room) == []
         await _still_serving(w)
 
-    logged = [record for g in stack.gateways[:2] for line in g.log_text().splitlines()
+    logged = [record for g in stack.gateways for line in g.log_text().splitlines()
               if '"access revoked"' in line
               and (record := json.loads(line))["user_id"] in (user, witness)]
     assert sorted(r["connection_id"] for r in logged) == sorted(
@@ -230,7 +220,7 @@ async def _not(awaitable: Any) -> bool:
 
 
 async def test_revoking_a_project_removes_its_linked_rooms_too(
-        stack: Stack, backend: Backend, unique_id: Callable[[], int]) -> None:
+        stack: EngineStack, backend: Backend, unique_id: Callable[[], int]) -> None:
     project, channel, task = f"project:{unique_id()}", f"channel:{unique_id()}", \
         f"task:{unique_id()}"
     kept = f"channel:{unique_id()}"  # linked as well, but also granted directly
