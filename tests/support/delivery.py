@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import redis
 
@@ -93,6 +93,12 @@ def wait_sync(probe: Callable[[], T], *, timeout: float = 10.0, interval: float 
 
 
 # -- publishing --------------------------------------------------------------------------
+class Writer(Protocol):
+    """Appends one event as a worker does, bypassing the job queue (either engine)."""
+
+    def append_event(self, room: str, encoded: bytes, key: str) -> AppendResult: ...
+
+
 class StreamWriter:
     """Appends one event at a time exactly as a worker does (the same script)."""
 
@@ -116,7 +122,7 @@ def message_event(room: str, n: int, size: int = 0) -> bytes:
     return encode_event("message", room, data, "tester")
 
 
-def publish_direct(writer: StreamWriter, room: str, count: int, *, size: int = 0,
+def publish_direct(writer: Writer, room: str, count: int, *, size: int = 0,
                    start: int = 0) -> list[str]:
     return [writer.append_event(room, message_event(room, start + i, size), uuid.uuid4().hex).id
             for i in range(count)]
@@ -125,7 +131,7 @@ def publish_direct(writer: StreamWriter, room: str, count: int, *, size: int = 0
 class BackgroundPublisher(threading.Thread):
     """Publishes into a room from another thread until stopped (or `limit` events)."""
 
-    def __init__(self, writer: StreamWriter, room: str, *, limit: int = 10_000,
+    def __init__(self, writer: Writer, room: str, *, limit: int = 10_000,
                  pause: float = 0.0) -> None:
         super().__init__(daemon=True)
         self.writer, self.room, self.limit, self.pause = writer, room, limit, pause

@@ -30,7 +30,7 @@ import urllib.error
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import orjson
 import pytest
@@ -42,7 +42,7 @@ from shared import keys
 from shared.engines.redis.engine import RedisEngine
 from shared.engines.roles import AppendResult
 from shared.settings import Settings
-from tests.support.delivery import StreamWriter
+from tests.support.delivery import StreamWriter, Writer
 from tests.support.gateways import custom_gateway
 from tests.support.jobs import jobs_outstanding
 from tests.support.stack import SHARDS, Gateway, Stack
@@ -54,10 +54,6 @@ ENGINES: tuple[EngineName, ...] = ("redis", "memory")
 EVENTS_API_KEY = "contract-events-key-" + "k" * 24
 MEMORY_GATEWAY = "tests.support.memory_gateway"
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Writer(Protocol):
-    def append_event(self, room: str, encoded: bytes, key: str) -> AppendResult: ...
 
 
 class HttpWriter:
