@@ -1,4 +1,5 @@
-"""JWT authentication over real sockets: HS256, RS256 and ES256 gateways.
+"""JWT authentication over real sockets: HS256, RS256 and ES256 gateways, on both
+engines.
 
 Every refusal must be an accepted upgrade closed at once with 4401
 `Authentication failed` (the client sees the close code, not an HTTP error),
@@ -16,7 +17,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,10 +27,10 @@ from jose import jwt
 
 from roomcast.cli.embedded_redis import free_port
 from tests.support.delivery import wait_sync
-from tests.support.gateways import custom_gateway, start_all
+from tests.support.engine_stack import EngineStack, EngineStacks
+from tests.support.gateways import start_all
 from tests.support.jwt_forge import claims, ec_keypair, forge, rsa_keypair, unsigned
-from tests.support.redis_fixture import RedisUnderTest
-from tests.support.stack import JWT_SECRET, Gateway, Stack, base_env
+from tests.support.stack import JWT_SECRET, Gateway
 from tests.support.ws import Frame, WsClient
 
 ISSUER = "https://id.example.com"
@@ -75,37 +76,37 @@ class AuthStack:
     strict: Gateway  # HS256 with JWT_ISSUER, JWT_AUDIENCE, JWT_LEEWAY=0, renamed cookie
     mixed: Gateway  # JWT_ALGORITHMS=RS256,HS256 with an RSA public key
     rs_next_key: str  # a second private key whose public half the RS gateway also holds
-    stack: Stack
+    stack: EngineStack
 
     def family(self, alg: str) -> Family:
         return {"HS256": self.hs, "RS256": self.rs, "ES256": self.es}[alg]
 
 
 @pytest.fixture(scope="module")
-def auth(redis_server: RedisUnderTest) -> Iterator[AuthStack]:
-    stack = Stack(redis_server.url)  # no worker: nothing here goes through the queue
+def auth(engine_stacks_of_module: EngineStacks) -> AuthStack:
+    # gateways only (on memory, one process each): nothing here goes through the queue
+    stack = engine_stacks_of_module.start(gateways=0, worker=False)
     rsa_private, rsa_public = rsa_keypair()
     rsa_next_private, rsa_next_public = rsa_keypair()
     ec_private, ec_public = ec_keypair()
-    hs = custom_gateway(stack, "hs", {})
-    strict = custom_gateway(stack, "strict", {
+    hs = stack.extra_gateway("hs", {})
+    strict = stack.extra_gateway("strict", {
         "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE, "JWT_LEEWAY": "0",
         "WS_TOKEN_COOKIE": RENAMED_COOKIE})
-    rs = custom_gateway(stack, "rs", {
+    rs = stack.extra_gateway("rs", {
         "JWT_SECRET": None, "JWT_ALGORITHMS": "RS256",
         # two keys, as during a rotation: the current one and the next one
         "JWT_PUBLIC_KEY": rsa_public + rsa_next_public})
-    es = custom_gateway(stack, "es", {
+    es = stack.extra_gateway("es", {
         "JWT_SECRET": None, "JWT_ALGORITHMS": "ES256", "JWT_PUBLIC_KEY": ec_public})
-    mixed = custom_gateway(stack, "mixed", {
+    mixed = stack.extra_gateway("mixed", {
         "JWT_SECRET": None, "JWT_ALGORITHMS": "RS256,HS256", "JWT_PUBLIC_KEY": rsa_public})
     start_all([hs, strict, rs, es, mixed])
-    yield AuthStack(
+    return AuthStack(
         hs=Family("HS256", hs, JWT_SECRET, "another-secret-" + "y" * 40, None),
         rs=Family("RS256", rs, rsa_private, rsa_keypair()[0], rsa_public),
         es=Family("ES256", es, ec_private, ec_keypair()[0], ec_public),
         strict=strict, mixed=mixed, rs_next_key=rsa_next_private, stack=stack)
-    stack.stop()
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -426,8 +427,8 @@ async def test_refresh_keeps_the_connection_past_the_old_exp(auth: AuthStack, al
      "JWT_PUBLIC_KEY: no usable key"),
 ])
 def test_unusable_key_stops_the_gateway_with_one_line(
-        redis_server: RedisUnderTest, name: str, overrides: dict[str, str], message: str) -> None:
-    env = base_env(redis_server.url)
+        auth: AuthStack, name: str, overrides: dict[str, str], message: str) -> None:
+    env = dict(auth.stack.env)
     env.pop("JWT_SECRET")
     env.update({"JWT_PUBLIC_KEY": rsa_keypair()[1], **overrides})
     result = subprocess.run([sys.executable, "-m", "roomcast.cli.main", "gateway", "--port",
@@ -447,7 +448,7 @@ def test_no_token_reaches_any_log_and_failures_are_logged(auth: AuthStack) -> No
     token = auth.hs.sign({"sub": str(_new_id()), "exp": int(time.time()) + 300})
     assert auth.hs.gateway.status(f"/healthz?token={token}") == 200
     wait_sync(lambda: "/healthz?" in auth.hs.gateway.log_text(), what="its access line")
-    text = "\n".join(g.log_text() for g in auth.stack.gateways)
+    text = "\n".join(g.log_text() for g in auth.stack.all_gateways)
     assert _tokens_used
     for token in _tokens_used:
         assert token not in text
