@@ -1,10 +1,10 @@
-"""Hostile input over real sockets against real gateway processes.
+"""Hostile input over real sockets against real gateway processes, on both engines.
 
 One table of cases, each one hostile handshake or frame sequence and the exact
 reaction it must get (close code and reason, or error code, message and `ref`,
-after which the connection must still answer a ping). Through the whole run two
-bystanders, one on each gateway, sit in a room while events are published
-into it; the last test checks they received every one, once, in the same
+after which the connection must still answer a ping). Through the whole run a
+bystander on each gateway (two on Redis, one on memory) sits in a room while
+events are published into it; the last test checks they received every one, once, in the same
 stream order, and that no gateway logged an error, a traceback or any token.
 
 Limits are small (3 rooms, 64 KiB frames, 50-character messages) and the rate
@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +28,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from shared.codec import parse_stream_id
-from shared.settings import Settings
+from tests.support.engine_stack import EngineStack, EngineStacks
 from tests.support.jwt_forge import claims, forge, unsigned
-from tests.support.redis_fixture import RedisUnderTest
-from tests.support.stack import JWT_SECRET, SHARDS, Stack
+from tests.support.stack import JWT_SECRET
 from tests.support.tokens import make_token
 from tests.support.ws import Frame, WsClient
 from workers.api import Backend
@@ -58,7 +57,7 @@ HANDSHAKE_TIMEOUT = 3.0
 
 _ids = itertools.count(70_001)
 _tokens_used: list[str] = []  # every token a case presented: none may reach a log
-_ran: set[str] = set()  # ids of the cases that ran, for the final log checks
+_ran: dict[str, set[str]] = {}  # engine -> ids of the cases that ran, for the log checks
 
 
 def _new_id() -> int:
@@ -387,13 +386,8 @@ CASES: list[Case] = [
 # -- the stack and the bystanders -------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def hostile_stack(redis_server: RedisUnderTest) -> Iterator[Stack]:
-    stack = Stack(redis_server.url, env_overrides=LIMITS)
-    stack.start_worker()
-    stack.add_gateway()
-    stack.add_gateway()
-    yield stack
-    stack.stop()
+def hostile_stack(engine_stacks_of_module: EngineStacks) -> EngineStack:
+    return engine_stacks_of_module.start(**LIMITS)
 
 
 @dataclass
@@ -416,10 +410,8 @@ class Bystanders:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def bystanders(hostile_stack: Stack, redis_server: RedisUnderTest
-                     ) -> AsyncIterator[Bystanders]:
-    backend = Backend(Settings(REDIS_URL=redis_server.url, JWT_SECRET=JWT_SECRET,
-                               STREAM_SHARDS=SHARDS))
+async def bystanders(hostile_stack: EngineStack) -> AsyncIterator[Bystanders]:
+    backend = hostile_stack.backend
     room = f"project:{_new_id()}"
     clients = []
     for gateway in hostile_stack.gateways:
@@ -431,7 +423,6 @@ async def bystanders(hostile_stack: Stack, redis_server: RedisUnderTest
     for client in clients:
         if not client.closed.is_set():
             await client.close()
-    backend.close()
 
 
 # -- running one case -------------------------------------------------------------------
@@ -588,7 +579,8 @@ async def _run_rate_limited(case: RateLimited, url: str, uid: int) -> None:
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
-async def test_hostile_input(case: Case, hostile_stack: Stack, bystanders: Bystanders) -> None:
+async def test_hostile_input(case: Case, hostile_stack: EngineStack,
+                             bystanders: Bystanders) -> None:
     index = CASES.index(case)
     url = hostile_stack.gateways[index % len(hostile_stack.gateways)].url
     uid = _new_id()
@@ -601,7 +593,7 @@ async def test_hostile_input(case: Case, hostile_stack: Stack, bystanders: Bysta
     else:
         await _run_rate_limited(case, url, uid)
     bystanders.assert_alive()
-    _ran.add(case.id)
+    _ran.setdefault(hostile_stack.engine, set()).add(case.id)
 
 
 async def test_case_table_is_broad() -> None:
@@ -610,7 +602,7 @@ async def test_case_table_is_broad() -> None:
 
 
 async def test_out_of_range_since_on_a_room_with_history(
-        hostile_stack: Stack, bystanders: Bystanders) -> None:
+        hostile_stack: EngineStack, bystanders: Bystanders) -> None:
     """A `since` between the room's first and latest ids but with a sequence beyond
     64 bits: before any Redis read it must be seen as no stream id at all."""
     bystanders.publish()
@@ -619,7 +611,7 @@ async def test_out_of_range_since_on_a_room_with_history(
     events = bystanders.clients[0].events(bystanders.room)
     first_ms = events[0]["id"].split("-")[0]
     assert int(first_ms) < int(events[-1]["id"].split("-")[0])  # a later ms exists
-    client = await _connected(hostile_stack.gateways[1].url, _new_id())
+    client = await _connected(hostile_stack.gateway(1).url, _new_id())
     reply = await client.join(bystanders.room, since=f"{first_ms}-{'9' * 21}")
     assert reply["type"] == "room_joined", reply
     assert reply["data"]["recovered"] is False and reply["data"]["replayed"] == 0
@@ -629,9 +621,9 @@ async def test_out_of_range_since_on_a_room_with_history(
 
 # -- after the whole table --------------------------------------------------------------
 
-def _log_records(stack: Stack) -> list[dict[str, Any]]:
+def _log_records(stack: EngineStack) -> list[dict[str, Any]]:
     records = []
-    for gateway in stack.gateways:
+    for gateway in stack.all_gateways:
         for line in gateway.log_text().splitlines():
             try:
                 records.append(json.loads(line))
@@ -641,7 +633,7 @@ def _log_records(stack: Stack) -> list[dict[str, Any]]:
 
 
 async def test_bystanders_got_every_event_and_logs_are_clean(
-        hostile_stack: Stack, bystanders: Bystanders) -> None:
+        hostile_stack: EngineStack, bystanders: Bystanders) -> None:
     bystanders.publish()
     expected = list(bystanders.published)
     seen = []
@@ -654,11 +646,12 @@ async def test_bystanders_got_every_event_and_logs_are_clean(
         ids = [parse_stream_id(e["id"]) for e in events]
         assert all(a is not None and b is not None and a < b for a, b in itertools.pairwise(ids))
         seen.append([e["id"] for e in events])
-    assert seen[0] == seen[1]  # the same sequence on both gateways
+    assert all(s == seen[0] for s in seen)  # the same sequence on every gateway
     bystanders.assert_alive()
 
     records = _log_records(hostile_stack)
-    text = "\n".join(g.log_text() for g in hostile_stack.gateways)
+    text = "\n".join(g.log_text() for g in hostile_stack.all_gateways)
+    ran = _ran.get(hostile_stack.engine, set())
     failures = [r for r in records if r.get("level") in ("error", "critical", "raw")
                 or "exc" in r]
     assert failures == []
@@ -674,17 +667,17 @@ async def test_bystanders_got_every_event_and_logs_are_clean(
 
     handshake_refusals = [c.id for c in CASES if isinstance(c, Handshake)
                           and isinstance(c.expect, Closed) and c.expect.code == 4401]
-    if set(handshake_refusals) <= _ran:
+    if set(handshake_refusals) <= ran:
         failed = logged("auth failed")
         assert len(failed) >= len(handshake_refusals)
         assert all(r.get("remote", "").startswith("127.0.0.1:") and r.get("reason")
                    for r in failed)
-    if {"bad-origin", "null-origin"} <= _ran:
+    if {"bad-origin", "null-origin"} <= ran:
         assert {r.get("origin") for r in logged("origin denied")} >= {
             "https://evil.example.com", "null"}
-    if "room-of-another-user" in _ran:
+    if "room-of-another-user" in ran:
         assert logged("join denied")
-    if "rate-limit-100-in-a-row" in _ran:
+    if "rate-limit-100-in-a-row" in ran:
         assert [r["code"] for r in logged("abuse close")] == [1008]
-    if {"frame-over-max-size", "invalid-utf8-text-frame"} <= _ran:
+    if {"frame-over-max-size", "invalid-utf8-text-frame"} <= ran:
         assert {r["code"] for r in logged("protocol close")} == {1007, 1009}

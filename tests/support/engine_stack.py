@@ -57,11 +57,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class HttpWriter:
-    """Appends through the memory gateway's /_test/append, one kept-alive connection
-    per thread (a test may publish from a thread while it reads history)."""
+    """Appends through the memory gateway's probe (tests/support/memory_gateway.py),
+    one kept-alive connection per thread (a test may publish from a thread while it
+    reads history)."""
 
     def __init__(self, port: int) -> None:
-        self._port = port
+        self._port = port  # the gateway's
         self._local = threading.local()
 
     def _conn(self) -> http.client.HTTPConnection:

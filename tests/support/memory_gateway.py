@@ -2,18 +2,22 @@
 
     python -m tests.support.memory_gateway gateway --port P --instance-id ID
 
-It is the real command (the same settings, checks, uvicorn and app), with two
-read/write routes under `/_test/` added to the app. They give the memory engine
-what the Redis runs get by talking to Redis next to the gateway, which a memory
-engine has no way to offer from outside its process:
+It runs the real command (`roomcast.cli.main`: the same settings, start checks,
+app and uvicorn), and adds two routes under `/_test/` to the app just before
+uvicorn serves it. They give the memory engine what the Redis runs get by talking
+to Redis next to the gateway, which a memory engine cannot offer from outside
+its process:
 
     GET  /_test/history?room=R   the room's history as stored: [[id, event], ...]
     POST /_test/append           [{"room", "encoded", "key"}, ...] appended as a
                                  worker appends (the engine's writer, no job queue);
                                  answers [[id, appended], ...]
 
-Nothing else changes: the tests publish through `POST /api/v1/events` like any
-backend, and clients talk to the gateway as they would to any other.
+They run on the gateway's event loop, as its own routes do (a probe in a thread
+of its own would wait on the interpreter lock behind the busy loop, ms a call).
+Everything else is the product's: the tests publish through `POST /api/v1/events`
+like any backend. Nothing of the gateway is imported here before the command
+runs: it sets what the WebSocket library reads when first imported.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sys
 from typing import Any
 
 import orjson
+import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from shared.engines.memory.engine import MemoryEngine
@@ -43,7 +48,7 @@ def _json(value: Any) -> Response:
 @probe.get("/history")
 async def history(request: Request, room: str) -> Response:
     # The store is the engine's own (private) attribute: this route is the test's view
-    # of storage, as `XRANGE` on the room's history stream is for the Redis runs.
+    # of storage, as XRANGE on the room's history stream is for the Redis runs.
     snapshot = _engine(request)._store.room_snapshot(room)
     entries = [] if snapshot is None else snapshot.entries
     return _json([[e.id, orjson.loads(e.encoded)] for e in entries])
@@ -58,17 +63,17 @@ async def append(request: Request) -> Response:
 
 
 def main() -> None:
-    from roomcast.cli import serve
     from roomcast.cli.main import main as roomcast
 
-    create_app = serve.create_app
+    serve = uvicorn.Server.run
 
-    def with_probe(*args: Any, **kwargs: Any) -> FastAPI:
-        app = create_app(*args, **kwargs)
+    def serve_with_probe(self: uvicorn.Server, *args: Any, **kwargs: Any) -> None:
+        app = self.config.app
+        assert isinstance(app, FastAPI), app
         app.include_router(probe)
-        return app
+        serve(self, *args, **kwargs)
 
-    serve.create_app = with_probe  # type: ignore[assignment]
+    uvicorn.Server.run = serve_with_probe  # type: ignore[method-assign]
     roomcast(sys.argv[1:])
 
 
