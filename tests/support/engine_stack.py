@@ -221,6 +221,12 @@ class EngineStack:
         return [entry_id for entry_id, event in self.history(room)
                 if event["type"] == "message"]
 
+    def bytes_held_by_gateway(self, stored_bytes: int) -> int:
+        """Of `stored_bytes` of events appended, what the gateway process itself keeps:
+        all of it on memory (the engine's histories live there), none on Redis. A
+        bound on a gateway's memory growth adds this on top."""
+        return stored_bytes if self.engine == "memory" else 0
+
     def jobs_outstanding(self) -> int:
         """Jobs queued or being applied, not yet done."""
         if self.engine == "redis":
