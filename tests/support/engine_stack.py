@@ -17,6 +17,10 @@ spreading clients over two gateways puts them all on the one memory gateway), a
 token, the backend, the CLI, a room's stored history, the number of jobs still to
 do, whether a grant is in force, a direct writer (appends as a worker does,
 bypassing the job queue) and extra gateways with their own settings.
+
+The stored history and the direct writer are what a Redis run gets from Redis
+itself; a memory run gets them from two test routes that
+tests/support/memory_gateway.py adds to its gateway.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import asyncio
 import contextlib
 import http.client
 import json
+import subprocess
 import threading
 import urllib.error
 import urllib.parse
@@ -180,10 +185,12 @@ class EngineStack:
                                                self.settings)
         return self._backend
 
-    def cli(self, *args: str, check: bool = True) -> Any:
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`roomcast ARGS` as an operator on this stack runs it (on memory, publish,
+        grant, revoke and link go through the gateway's backend API)."""
         return self.processes.cli(*args, check=check)
 
-    async def acli(self, *args: str, check: bool = True) -> Any:
+    async def acli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return await self.processes.acli(*args, check=check)
 
     def writer(self) -> Writer:
