@@ -427,8 +427,9 @@ async def test_refresh_keeps_the_connection_past_the_old_exp(auth: AuthStack, al
      "JWT_PUBLIC_KEY: no usable key"),
 ])
 def test_unusable_key_stops_the_gateway_with_one_line(
-        auth: AuthStack, name: str, overrides: dict[str, str], message: str) -> None:
-    env = dict(auth.stack.env)
+        engine_stacks_of_module: EngineStacks, name: str, overrides: dict[str, str],
+        message: str) -> None:
+    env = dict(engine_stacks_of_module.start(gateways=0, worker=False).env)  # no process
     env.pop("JWT_SECRET")
     env.update({"JWT_PUBLIC_KEY": rsa_keypair()[1], **overrides})
     result = subprocess.run([sys.executable, "-m", "roomcast.cli.main", "gateway", "--port",

@@ -69,12 +69,16 @@ class HttpWriter:
     def __init__(self, port: int) -> None:
         self._port = port  # the gateway's
         self._local = threading.local()
+        self._opened: list[http.client.HTTPConnection] = []  # every thread's, to close
+        self._lock = threading.Lock()
 
     def _conn(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = http.client.HTTPConnection("127.0.0.1", self._port,
                                                                  timeout=30)
+            with self._lock:
+                self._opened.append(conn)
         return conn
 
     def append_event(self, room: str, encoded: bytes, key: str) -> AppendResult:
@@ -88,9 +92,10 @@ class HttpWriter:
         return AppendResult(entry_id, appended)
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
 
 
 def _with_db(url: str, db: int) -> str:
@@ -241,7 +246,8 @@ class EngineStack:
         try:
             body = self.gateways[0].get("/readyz")
         except urllib.error.HTTPError as exc:  # not ready (503) still says the depth
-            body = exc.read().decode()
+            with exc:
+                body = exc.read().decode()
         depth: int = json.loads(body)["queue_depth"]
         return depth
 
