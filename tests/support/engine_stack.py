@@ -1,8 +1,9 @@
 """One stack for the end-to-end contract tests, whichever engine runs it.
 
 A contract test takes an `EngineStack` (the `engine_stack` fixture, or one made by
-`engine_stacks.start(...)` with its own settings) and never asks which engine is
-behind it, except to skip what only one engine can do:
+`engine_stacks_of_module.start(...)` with its own settings; both in tests/conftest.py)
+and never asks which engine is behind it, except to skip what only one engine can
+do (`only_on_redis`):
 
 - redis:  a worker and gateways started with `roomcast worker|gateway` on the
           module's Redis; a backend publishes with `workers.api.Backend`.
