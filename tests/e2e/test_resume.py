@@ -28,6 +28,7 @@ from workers.api import Backend
 
 MAIN_HISTORY = 3000  # > WS_SEND_QUEUE_MAX (1000): a full replay must not count as slow
 SHORT_HISTORY = 5
+RACING_RESUMES = 50  # recovered resumes checked while a publisher outruns the history
 
 
 @pytest.fixture(scope="module")
@@ -355,12 +356,16 @@ async def test_a_replay_racing_the_trim_never_skips_an_event(
     watcher = await connect(url, unique_id())
     await _joined(watcher, room)
     # about as fast as a join: some resumes find `since` held, some trimmed meanwhile
-    publisher = BackgroundPublisher(writer, room, limit=4000, pause=0.0003)
+    # No count of events that a loaded machine could use up before enough resumes
+    # were tried: it publishes until RACING_RESUMES recovered resumes were checked.
+    publisher = BackgroundPublisher(writer, room, limit=1_000_000, pause=0.0003)
     resumer = await connect(url, unique_id())
     publisher.start()
     publisher.started_publishing.wait(10)
     recovered = 0
-    while publisher.is_alive() and recovered < 300:
+    deadline = time.monotonic() + 120
+    while recovered < RACING_RESUMES and time.monotonic() < deadline:
+        assert publisher.is_alive(), "the publisher stopped early"
         held = short_stack.history_ids(room)
         if len(held) < 2:
             await asyncio.sleep(0.001)  # poll interval
@@ -384,6 +389,6 @@ async def test_a_replay_racing_the_trim_never_skips_an_event(
         left = await resumer.request("leave_room", room)
         assert left["type"] == "room_left"
     await asyncio.to_thread(publisher.stop)
-    assert recovered > 20, f"only {recovered} resumes were recovered"
+    assert recovered == RACING_RESUMES, f"only {recovered} resumes were recovered in 120 s"
     await watcher.close()
     await resumer.close()
