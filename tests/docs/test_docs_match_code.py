@@ -183,6 +183,27 @@ def test_compose_passes_every_setting_it_mentions() -> None:
     assert mentioned <= passed, f"compose.yaml mentions but never passes {mentioned - passed}"
 
 
+# -- paths ---------------------------------------------------------------------------
+_TOP = ("gateway", "shared", "workers", "roomcast", "docs", "deploy", "scripts", "sdk-js",
+        "examples", "bench", "tests", ".ci")
+_PATH = re.compile(rf"(?<![\w./-])((?:{'|'.join(map(re.escape, _TOP))})/[\w./-]*[\w/])")
+# made by installs, git-ignored
+GENERATED = {"bench/.venv", "bench/node_modules"}
+_SOURCES = sorted(p for top in ("gateway", "shared", "workers", "roomcast")
+                  for p in (ROOT / top).rglob("*.py"))
+
+
+def _named_paths(text: str) -> set[str]:
+    return {m.rstrip("/.") for m in _PATH.findall(text) if "*" not in m and "<" not in m}
+
+
+@pytest.mark.parametrize("path", DOCS + _SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_repository_path_named_exists(path: Path) -> None:
+    missing = sorted(p for p in _named_paths(_text(path)) - GENERATED
+                     if not (ROOT / p).exists() and not (path.parent / p).exists())
+    assert not missing, f"{path.relative_to(ROOT)} names paths that do not exist: {missing}"
+
+
 def test_every_metric_is_in_the_operations_guide() -> None:
     from gateway.metrics import Metrics
 
