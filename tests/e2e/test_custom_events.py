@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -83,18 +81,6 @@ def _data(comment_id: int, **extra: Any) -> dict[str, Any]:
             **extra}
 
 
-def _post(stack: Stack, body: dict[str, Any]) -> tuple[int, Any]:
-    request = urllib.request.Request(stack.gateways[0].http + "/api/v1/events",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "X-API-Key": API_KEY})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
-
-
 async def _member(stack: Stack, room: str, user_id: int) -> WsClient:
     client = await connect(stack.gateways[0].url, user_id)
     assert (await client.join(room))["type"] == "room_joined"
@@ -131,8 +117,9 @@ async def test_every_publisher_reaches_the_room_with_type_data_and_sender(
     remote = Backend.remote(stack.gateways[0].http, API_KEY)
     await asyncio.to_thread(remote.publish, {"type": TYPE, "room": room, "data": _data(4),
                                              "sender": "alice"})
-    status, body = await asyncio.to_thread(_post, stack, {"type": TYPE, "room": room,
-                                                          "data": _data(5), "sender": "alice"})
+    status, body = await asyncio.to_thread(
+        stack.gateways[0].post_events,
+        {"type": TYPE, "room": room, "data": _data(5), "sender": "alice"}, API_KEY)
     assert status == 202 and body["key"], body
     result = await stack.acli("publish", TYPE, "--room", room, "--data", json.dumps(_data(6)),
                               "--sender", "alice", "--url", stack.gateways[0].http)
@@ -166,7 +153,7 @@ async def test_a_bad_payload_and_a_bad_type_name_are_one_clear_error_and_append_
     assert TYPE in expected_name.split("known: ")[1].split(", ")  # the registered one too
     # over HTTP: 422, the same line
     for event, line in ((bad_data, expected_data), (bad_name, expected_name)):
-        status, body = await asyncio.to_thread(_post, stack, event)
+        status, body = await asyncio.to_thread(stack.gateways[0].post_events, event, API_KEY)
         assert (status, body) == (422, {"detail": line})
     # the CLI: one line, exit 2
     for event in (bad_data, bad_name):

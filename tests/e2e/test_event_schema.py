@@ -10,8 +10,6 @@ by `POST /api/v1/events`; an event the schema refuses is refused there too."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,18 +46,6 @@ def schema(gateway: Gateway) -> dict[str, Any]:
     return document
 
 
-def _post(gateway: Gateway, event: dict[str, Any]) -> tuple[int, Any]:
-    request = urllib.request.Request(gateway.http + "/api/v1/events",
-                                     data=json.dumps(event).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "X-API-Key": API_KEY})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
-
-
 def test_the_document_is_json_schema_listing_every_type(schema: dict[str, Any]) -> None:
     check_document(schema)  # known keywords of the right kinds, every $ref resolves
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
@@ -81,7 +67,7 @@ def test_each_example_validates_against_its_own_branch_and_is_accepted(
         validate(example, schema)
         assert [b["title"] for b in schema["oneOf"] if not errors(example, b, schema)] == [
             branch["title"]]
-        status, body = _post(gateway, example)
+        status, body = gateway.post_events(example, API_KEY)
         assert status == 202, (branch["title"], body)
 
 
@@ -102,5 +88,5 @@ def test_what_the_schema_refuses_the_gateway_refuses(gateway: Gateway,
     for bad in wrong:
         with pytest.raises(SchemaProblem):
             validate(bad, schema)
-        status, body = _post(gateway, bad)
+        status, body = gateway.post_events(bad, API_KEY)
         assert status == 422, (bad, body)

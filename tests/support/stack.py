@@ -4,6 +4,7 @@ through the `roomcast` CLI, on free ports, against the test's own Redis."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from roomcast.cli.embedded_redis import free_port
 
@@ -90,6 +92,18 @@ class Gateway:
         with urllib.request.urlopen(self.http + path, timeout=5) as response:
             body: bytes = response.read()
             return body.decode()
+
+    def post_events(self, body: object, api_key: str) -> tuple[int, Any]:
+        """POST /api/v1/events as a backend does: the status and the JSON answer."""
+        request = urllib.request.Request(self.http + "/api/v1/events",
+                                         data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "X-API-Key": api_key})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
 
     def metric(self, name: str) -> float:
         """One unlabelled sample of /metrics; 0 while it has none."""
