@@ -54,6 +54,9 @@ def _gateway_url_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=None, metavar="http://HOST:PORT",
                         help="queue through this gateway's backend API (with EVENTS_API_KEY) "
                              "instead of straight to Redis; works for either engine")
+    parser.add_argument("--queue-anyway", action="store_true",
+                        help="queue in Redis even when no roomcast worker is alive there "
+                             "(e.g. while workers restart); the job waits for one")
 
 
 def build_parser() -> OneLineParser:

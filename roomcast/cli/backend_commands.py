@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from roomcast.cli import stack_env
 from roomcast.cli.errors import CliError, redact_url
-from roomcast.cli.preflight import reachable, warn_without_worker
+from roomcast.cli.preflight import check_worker, reachable
 from roomcast.cli.via_gateway import enqueue_through, gateway_url
 from shared.engines import build_engine
 from shared.engines.roles import EventJob, Job, QueueFull
@@ -56,19 +56,20 @@ def run(settings: Settings, args: argparse.Namespace, origins: dict[str, str]) -
     job, done = _job(settings, args)
     via = gateway_url(settings, args, origins)
     if via is None:
-        _enqueue_in_redis(settings, job, origins)
+        _enqueue_in_redis(settings, job, origins, queue_anyway=args.queue_anyway)
     else:
         enqueue_through(*via, settings, job, origins)
     print(done, flush=True)
 
 
-def _enqueue_in_redis(settings: Settings, job: Job, origins: dict[str, str]) -> None:
+def _enqueue_in_redis(settings: Settings, job: Job, origins: dict[str, str], *,
+                     queue_anyway: bool) -> None:
     reachable(settings, origins).close()
     print(f"roomcast: using Redis {redact_url(settings.REDIS_URL)} "
           f"({stack_env.source('REDIS_URL', origins)})", file=sys.stderr)
     engine = build_engine(settings)
     try:
-        warn_without_worker(engine.live_workers(), settings.REDIS_URL)
+        check_worker(engine.live_workers(), settings.REDIS_URL, queue_anyway=queue_anyway)
         engine.sync_jobs.enqueue([job])
     except QueueFull as exc:
         raise CliError(f"nothing queued: {exc}") from None

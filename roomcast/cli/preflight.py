@@ -61,12 +61,19 @@ def reachable(settings: Settings, origins: dict[str, str], *, broker: bool = Fal
     return clients[0]
 
 
-def warn_without_worker(live: int, url: str) -> None:
-    """A job queued with no worker alive waits in the queue: say so (not an error: a
-    worker may be on its way)."""
-    if live == 0:
-        print(f"roomcast: warning: no live roomcast worker on {redact_url(url)}; the job "
-              "waits in the queue until one starts (roomcast worker)", file=sys.stderr)
+def check_worker(live: int, url: str, *, queue_anyway: bool) -> None:
+    """A Redis with no live roomcast worker is most often the wrong Redis (another
+    stack, another app): queue nothing there, in one line. `--queue-anyway` queues
+    (a worker may be on its way), with a warning."""
+    if live:
+        return
+    where = redact_url(url)
+    if not queue_anyway:
+        raise CliError(f"nothing queued: no live roomcast worker on {where} (is it the "
+                       "right Redis?); start one with `roomcast worker`, or pass "
+                       "--queue-anyway to queue the job for a worker to come")
+    print(f"roomcast: warning: no live roomcast worker on {where}; the job waits in the "
+          "queue until one starts (roomcast worker)", file=sys.stderr)
 
 
 def bind_port(host: str, port: int) -> socket.socket:
