@@ -277,7 +277,9 @@ async def test_room_without_events_resumes_from_zero(
     client = await connect(stack.gateway(0).url, user)
     reply = await _joined(client, room, since="0-0")
     assert reply["data"] == {"last_id": "0-0", "recovered": True, "replayed": 0}
-    assert events_after(client, room, reply) == []
+    # nothing replayed; only its own user_joined may follow the reply (published after
+    # the join: on the memory engine it can arrive before the next line runs)
+    assert [e["type"] for e in events_after(client, room, reply)] in ([], ["user_joined"])
     await client.close()
 
     _publish(backend, room, 3)
