@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 
 from gateway.connection import State
@@ -100,9 +99,7 @@ class Maintenance:
     async def housekeeping(self) -> None:
         self.rounds += 1
         for room, member in await self._presence.sweep():
-            # each user comes out of a sweep once: a fresh key per departure
-            await self._rooms.publish_user_event("user_left", room, member,
-                                                 f"user_left:{room}:{uuid.uuid4().hex}")
+            await self._rooms.user_gone(room, member)
         for shard, lag in (await self._reader.lag_seconds()).items():
             self._metrics.consumer_lag.labels(shard=str(shard)).set(lag)
         stats = await self._engine.jobs.stats()

@@ -43,7 +43,7 @@ class Node:
         self.verifier = TokenVerifier(settings)
         self.presence = engine.presence(instance_id)
         self.rooms = Rooms(self.hub, engine.history, self.presence, engine.access,
-                           engine.event_log, self.metrics)
+                           engine.event_log, self.metrics, settings.PRESENCE_EVENTS_MAX_USERS)
         self.fanout = FanOut(self.hub, self.metrics, instance_id, settings.STREAM_SHARDS,
                              self.rooms.recheck_user)
         self.reader = engine.event_log.reader(instance_id, self.fanout)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from typing import Any
 
 from gateway.auth import Principal
@@ -23,8 +24,9 @@ log = logging.getLogger("roomcast.rooms")
 
 class Rooms:
     def __init__(self, hub: Hub, history: History, presence: Presence, access: Access,
-                 log_: EventLog, metrics: Metrics) -> None:
+                 log_: EventLog, metrics: Metrics, presence_events_max_users: int = 0) -> None:
         self._hub = hub
+        self._presence_events_max = presence_events_max_users
         self._history = history
         self._presence = presence
         self._access = access
@@ -67,7 +69,8 @@ class Rooms:
         conn.release(name, parse_stream_id(point.last_id) or (0, 0), point.replay)
         if not rejoin and room.kind is not RoomKind.USER:
             p = conn.principal
-            if await self._presence.enter(name, p.user_id, p.username, conn.id):
+            if (await self._presence.enter(name, p.user_id, p.username, conn.id)
+                    and await self._announced(name, counting_self=False)):
                 await self._publish_presence("user_joined", name, p, conn.id)
         self._metrics.rooms.set(self._hub.room_count)
         return data
@@ -96,10 +99,27 @@ class Rooms:
             return
         p = conn.principal
         try:
-            if await self._presence.leave(room, p.user_id, conn.id):
+            if (await self._presence.leave(room, p.user_id, conn.id)
+                    and await self._announced(room, counting_self=True)):
                 await self._publish_presence("user_left", room, p, conn.id)
         except Exception as exc:  # best effort: the entry expires with the heartbeat anyway
             log.warning("presence leave failed", extra={"room": room, "error": str(exc)[:200]})
+
+    async def _announced(self, room: str, *, counting_self: bool) -> bool:
+        """Whether a join or leave of `room` is announced: not when the room, the user
+        counted, has more than PRESENCE_EVENTS_MAX_USERS present. `counting_self`: the
+        user already left the presence set, so add them back."""
+        limit = self._presence_events_max
+        if not limit:
+            return True
+        return await self._presence.size(room) + int(counting_self) <= limit
+
+    async def user_gone(self, room: str, member: RoomMember) -> None:
+        """A user the presence sweep found gone (their gateway died)."""
+        if await self._announced(room, counting_self=True):
+            # each user comes out of a sweep once: a fresh key per departure
+            await self.publish_user_event("user_left", room, member,
+                                          f"user_left:{room}:{uuid.uuid4().hex}")
 
     async def _publish_presence(self, kind: str, room: str, p: Principal,
                                 connection_id: str) -> None:

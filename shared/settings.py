@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # An event's encoded size, checked at enqueue and again in the worker.
     EVENT_MAX_BYTES: int = Field(default=65_536, ge=1024)
     WS_MAX_CONTENT_LENGTH: int = Field(default=4000, ge=1)
+    # Rooms with more users present than this get no user_joined / user_left (every
+    # join would otherwise send a frame to every member: n^2 frames as a room fills);
+    # the presence command still answers. 0 = every room gets them.
+    PRESENCE_EVENTS_MAX_USERS: int = Field(default=0, ge=0)
 
     ACCESS_MODE: AccessMode = AccessMode.ACL
     GATEWAY_INSTANCE_ID: str | None = None

@@ -217,6 +217,10 @@ class Presence(Protocol):
 
     async def members(self, room: str) -> list[RoomMember]: ...
 
+    async def size(self, room: str) -> int:
+        """Users present in the room over all gateways (one round trip, no list)."""
+        ...
+
     async def refresh(self, slots: Iterable[tuple[int, str]],
                       memberships: Iterable[tuple[str, int, str]]) -> None:
         """Keep this gateway's live slots and memberships from expiring."""

@@ -179,6 +179,21 @@ async def test_slots_and_first_and_last_presence(engine: Engine) -> None:
     assert await presence.members(r) == []
 
 
+async def test_size_counts_users_not_connections(engine: Engine) -> None:
+    presence = engine.presence(f"contract-{next(_ids)}")
+    r = room()
+    ann, bo = 710_000 + next(_ids), 710_000 + next(_ids)
+    assert await presence.size(r) == 0
+    await presence.enter(r, ann, "ann", "c1")
+    await presence.enter(r, ann, "ann", "c2")
+    await presence.enter(r, bo, "bo", "c3")
+    assert await presence.size(r) == 2
+    await presence.leave(r, ann, "c1")
+    assert await presence.size(r) == 2  # ann is still in through c2
+    await presence.leave(r, ann, "c2")
+    assert await presence.size(r) == 1
+
+
 # -- Access ------------------------------------------------------------------------------
 async def test_grants_links_and_revocations(engine: Engine) -> None:
     user, project, channel = 800_000 + next(_ids), room("project"), room("channel")

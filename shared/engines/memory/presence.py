@@ -59,6 +59,9 @@ class MemoryPresence:
             del self._rooms[room]
         return True
 
+    async def size(self, room: str) -> int:
+        return sum(1 for conns in self._rooms.get(room, {}).values() if conns)
+
     async def members(self, room: str) -> list[RoomMember]:
         users = self._rooms.get(room, {})
         return sorted((RoomMember(uid, self._names.get((room, uid), f"user-{uid}"))

@@ -127,6 +127,9 @@ class RedisPresence:
                                  args=[now, 0, connection_id, user_id, ""])
         return bool(last)
 
+    async def size(self, room: str) -> int:
+        return int(await self._redis.zcount(keys.room_presence(room), time.time(), "+inf"))
+
     async def members(self, room: str) -> list[RoomMember]:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrangebyscore(keys.room_presence(room), time.time(), "+inf")
