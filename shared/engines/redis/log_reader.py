@@ -223,7 +223,10 @@ class ShardConsumer:
                 log.warning("skipped a shard entry that is not ours",
                             extra={"shard": shard, "id": _text(raw_id)})
                 continue
-            await self._check_sequence(shard, entry.seq)
+            previous = self.last_seq.get(shard)
+            if previous is not None and entry.seq != previous + 1:
+                await self._report_gap(shard, previous, entry.seq)
+            self.last_seq[shard] = entry.seq
             self._on_entry(shard, entry)
             self.last_id[shard] = entry.id
             if n % YIELD_EVERY == 0:
@@ -263,14 +266,13 @@ class ShardConsumer:
             acked += await self._process(shard, older)
             start = _text(older[-1][0])
 
-    async def _check_sequence(self, shard: int, seq: int) -> None:
-        previous = self.last_seq.get(shard)
+    async def _report_gap(self, shard: int, previous: int, seq: int) -> None:
+        # checked inline per entry (no coroutine per entry); awaited only on a gap
         self.last_seq[shard] = seq
-        if previous is not None and seq != previous + 1:
-            self._on_flush()  # events before the gap go out before its resync
-            log.warning("gap in shard stream", extra={"shard": shard, "expected": previous + 1,
-                                                       "got": seq})
-            await self._on_gap(shard)
+        self._on_flush()  # events before the gap go out before its resync
+        log.warning("gap in shard stream", extra={"shard": shard, "expected": previous + 1,
+                                                   "got": seq})
+        await self._on_gap(shard)
 
     async def destroy_groups(self) -> None:
         for stream in self._streams.values():
