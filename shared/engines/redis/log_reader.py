@@ -1,16 +1,17 @@
 """One gateway's reader of the shard streams, with the instance's own consumer group.
 
-Guarantees: entries of one shard reach `on_entry` in stream order; an entry
-is acknowledged right after `on_entry` returns (the pending list stays near
-empty); a dropped connection is retried with backoff and reading resumes
-where the group left off, first delivering the entries Redis had already handed
-to this consumer (its pending list: a reply lost with the connection); a
-missing stream or group (NOGROUP, e.g. Redis restarted without persistence) is
-recreated from the last id processed, and a gap in the shard's sequence numbers
-(entries trimmed before we read them, or a reset Redis) or a recreated group is
-reported through `on_gap` so members can be told to resync. An entry that is
-not ours (a foreign writer, a corrupt field) is logged, acknowledged and
-skipped; no error ever ends the reader while it is running.
+Guarantees: entries of one shard reach `on_entry` in stream order; an entry is
+acknowledged once `on_entry` returned, in the same round trip as the next read
+(the pending list stays near empty: the next read is sent at once); a dropped
+connection is retried with backoff and reading resumes where the group left off,
+first delivering the entries Redis had already handed to this consumer (its
+pending list: a reply lost with the connection); a missing stream or group
+(NOGROUP, e.g. Redis restarted without persistence) is recreated from the last
+id processed, and a gap in the shard's sequence numbers (entries trimmed before
+we read them, or a reset Redis) or a recreated group is reported through
+`on_gap` so members can be told to resync. An entry that is not ours (a foreign
+writer, a corrupt field) is logged, acknowledged and skipped; no error ever ends
+the reader while it is running.
 
 `XREADGROUP >` is sent over a client that never retries on its own (a re-issued
 read would hand over a second batch while the first waits unseen in the pending
@@ -90,6 +91,9 @@ class ShardConsumer:
         self.healthy = False
         self.last_read_at = 0.0
         self._stopping = False
+        # (stream, ids) processed and not yet acknowledged: sent with the next read.
+        # Kept until a read succeeds (an XACK sent twice is harmless).
+        self._unacked: list[tuple[str, list[Any]]] = []
 
     async def ensure_groups(self, start: str = "$") -> list[int]:
         """Create this instance's group on every shard stream that lacks it, at the last
@@ -190,22 +194,36 @@ class ShardConsumer:
 
     async def _read_once(self) -> None:
         streams = {stream: ">" for stream in self._streams.values()}
-        reply = await self._reader.xreadgroup(self._group, self._consumer, streams,
-                                              count=READ_COUNT, block=BLOCK_MS)
+        if self._unacked:
+            # the last read's acks and this read in one round trip
+            async with self._reader.pipeline(transaction=False) as pipe:
+                for stream, ids in self._unacked:
+                    pipe.xack(stream, self._group, *ids)
+                pipe.xreadgroup(self._group, self._consumer, streams, count=READ_COUNT,
+                                block=BLOCK_MS)
+                reply = (await pipe.execute())[-1]
+            self._unacked = []
+        else:
+            reply = await self._reader.xreadgroup(self._group, self._consumer, streams,
+                                                  count=READ_COUNT, block=BLOCK_MS)
         self.last_read_at = time.monotonic()
         if not reply:
             return
-        done = []
         for raw_stream, entries in reply:
             stream = _text(raw_stream)
             shard = self._shard_by_stream[stream]
             ids = await self._fill_from_pending(shard, stream, entries)
-            done.append((stream, ids + await self._process(shard, entries)))
+            ids += await self._process(shard, entries)
+            if ids:
+                self._unacked.append((stream, ids))
+
+    async def ack_processed(self) -> None:
+        """Acknowledge what was processed since the last read (on a clean stop)."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            for stream, ids in done:
-                if ids:
-                    pipe.xack(stream, self._group, *ids)
+            for stream, ids in self._unacked:
+                pipe.xack(stream, self._group, *ids)
             await pipe.execute()
+        self._unacked = []
 
     async def _process(self, shard: int,
                        entries: list[tuple[Any, dict[bytes, bytes]]]) -> list[Any]:
@@ -312,10 +330,12 @@ class RedisLogReader:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if forget:
-            with contextlib.suppress(RedisError, OSError):
-                for consumer in self._consumers:
+        with contextlib.suppress(RedisError, OSError):
+            for consumer in self._consumers:
+                if forget:
                     await consumer.destroy_groups()
+                else:
+                    await consumer.ack_processed()
 
     async def lag_seconds(self) -> dict[int, float]:
         """Per shard: age of the newest entry behind the last one this gateway processed."""
