@@ -12,6 +12,7 @@ client may retry them (see client.py).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,10 +26,15 @@ from shared.engines.roles import RoomMember
 
 EXPIRY_HEARTBEATS = 2.5  # < 3 intervals: a crashed gateway's slots are gone in time
 SCAN_BATCH = 200
+REFRESH_CHUNK = 500  # connections (or memberships) per refresh call
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _register_rooms(rooms: set[str], pipe: Any) -> None:
+    pipe.sadd(keys.presence_rooms(), *rooms)
 
 
 class RedisPresence:
@@ -44,6 +50,7 @@ class RedisPresence:
         self._enter = client.register_script(source("presence_enter"))
         self._leave = client.register_script(source("presence_leave"))
         self._sweep = client.register_script(source("presence_sweep"))
+        self._refresh = client.register_script(source("presence_refresh"))
 
     def _expiry(self) -> tuple[float, float]:
         now = time.time()
@@ -142,8 +149,38 @@ class RedisPresence:
     # -- heartbeat ------------------------------------------------------------------------
     async def refresh(self, slots: Iterable[tuple[int, str]],
                       memberships: Iterable[tuple[str, int, str]]) -> None:
+        """In chunks of REFRESH_CHUNK connections or memberships, one script call each:
+        with 10,000 connections one pipeline of every command stalled the gateway's
+        event loop for about half a second (command packing), delaying every event
+        that arrived meanwhile; between chunks the fan-out runs."""
         _, expiry = self._expiry()
         expire_ms = int(expiry * 1000)
+        if self._cluster:  # keys of many slots: no script can take them together
+            await self._refresh_pipelined(list(slots), list(memberships), expiry, expire_ms)
+            return
+        held = keys.instance_slots(self._instance_id)
+        slot_list, member_list = list(slots), list(memberships)
+        for start in range(0, max(len(slot_list), 1), REFRESH_CHUNK):  # once at least
+            chunk = slot_list[start:start + REFRESH_CHUNK]
+            call_keys = [held] + [keys.user_connections(uid) for uid, _ in chunk]
+            args: list[Any] = [expiry, expire_ms, len(chunk)] + [cid for _, cid in chunk]
+            await self._script_pipeline(self._refresh, call_keys, args, lambda pipe: None)
+        for start in range(0, len(member_list), REFRESH_CHUNK):
+            part = member_list[start:start + REFRESH_CHUNK]
+            call_keys, args = [held], [expiry, expire_ms, 0]
+            rooms = set()
+            for room, user_id, connection_id in part:
+                rooms.add(room)
+                call_keys += [keys.room_user_connections(room, user_id),
+                              keys.room_presence(room), keys.room_presence_names(room)]
+                args += [user_id, connection_id]
+            # re-register: heals a room the sweeper dropped while we entered it
+            await self._script_pipeline(self._refresh, call_keys, args,
+                                        functools.partial(_register_rooms, rooms))
+
+    async def _refresh_pipelined(self, slots: list[tuple[int, str]],
+                                 memberships: list[tuple[str, int, str]], expiry: float,
+                                 expire_ms: int) -> None:
         rooms: set[str] = set()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.pexpireat(keys.instance_slots(self._instance_id), expire_ms)
@@ -158,7 +195,7 @@ class RedisPresence:
                 pipe.zadd(keys.room_presence(room), {str(user_id): expiry}, xx=True)
                 pipe.pexpireat(keys.room_presence(room), expire_ms)
                 pipe.pexpireat(keys.room_presence_names(room), expire_ms)
-            if rooms:  # re-register: heals a room the sweeper dropped while we entered it
+            if rooms:
                 pipe.sadd(keys.presence_rooms(), *rooms)
             await pipe.execute()
 
