@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from shared import keys
 from shared.engines.access import OpenAccess
 from shared.engines.redis.access import RedisAccess, RedisAccessStore
+from shared.engines.redis.batcher import CommandBatcher
 from shared.engines.redis.client import async_client, sync_client
 from shared.engines.redis.event_log import RedisEventLog, RedisEventWriter
 from shared.engines.redis.history import RedisHistory
@@ -92,15 +93,20 @@ class RedisEngine:
     # -- gateway side -----------------------------------------------------------------
     @functools.cached_property
     def event_log(self) -> EventLog:
-        return RedisEventLog(self.aio, self._aio_reader, self.settings)
+        return RedisEventLog(self.aio, self._aio_reader, self.settings, self.batcher)
 
     @functools.cached_property
     def history(self) -> History:
-        return RedisHistory(self.aio, self.settings)
+        return RedisHistory(self.aio, self.settings, self.batcher)
 
     def presence(self, instance_id: str) -> Presence:
         return RedisPresence(self.aio, instance_id, self.settings.WS_HEARTBEAT_INTERVAL,
-                             cluster=self.settings.REDIS_CLUSTER)
+                             batcher=self.batcher)
+
+    @functools.cached_property
+    def batcher(self) -> CommandBatcher | None:
+        """The gateway's small calls, sent together (None on a Cluster: see batcher.py)."""
+        return None if self.settings.REDIS_CLUSTER else CommandBatcher(self.aio)
 
     @functools.cached_property
     def access(self) -> Access:
@@ -147,6 +153,9 @@ class RedisEngine:
                         args=[self._instance_token, 0, "0"])
 
     async def aclose(self) -> None:
+        batcher = self.__dict__.pop("batcher", None)
+        if batcher is not None:
+            await batcher.aclose()
         for name in ("aio", "_aio_reader"):
             client = self.__dict__.pop(name, None)
             if client is not None:

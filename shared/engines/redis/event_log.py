@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from shared import keys
 from shared.codec import parse_stream_id
 from shared.engines.redis.append import SHARD_STREAM_MAXLEN, build_calls, results
+from shared.engines.redis.batcher import CommandBatcher
 from shared.engines.redis.log_reader import RedisLogReader
 from shared.engines.redis.scripts import source
 from shared.engines.roles import AppendResult, LogReader, LogSink, PendingEvent
@@ -49,16 +50,23 @@ class RedisEventLog:
     """EventLog for gateways (asyncio)."""
 
     def __init__(self, client: aioredis.Redis, reader_client: aioredis.Redis,
-                 settings: Settings) -> None:
+                 settings: Settings, batcher: CommandBatcher | None = None) -> None:
         self._redis = client
         self._reader_client = reader_client
         self._settings = settings
         self._append = client.register_script(source("append"))
         self._control = client.register_script(source("control"))
+        self._batcher = batcher  # None on a Cluster
+        if batcher is not None:
+            batcher.script(self._append.sha, self._append.script)
 
     async def append(self, events: Sequence[PendingEvent]) -> list[AppendResult]:
         calls = build_calls(self._settings, events)
-        replies = [await self._append(keys=c.keys, args=c.args) for c in calls]
+        if self._batcher is not None:  # with the other calls of this turn
+            replies = await self._batcher.execute(
+                [("EVALSHA", self._append.sha, len(c.keys), *c.keys, *c.args) for c in calls])
+        else:
+            replies = [await self._append(keys=c.keys, args=c.args) for c in calls]
         return results(calls, replies, len(events))
 
     async def append_control(self, shard: int, payload: bytes, marker: str) -> None:

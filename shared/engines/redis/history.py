@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from shared import keys
 from shared.codec import event_frame, parse_stream_id
 from shared.engines.recovery import recoverable
+from shared.engines.redis.batcher import CommandBatcher
 from shared.engines.roles import ZERO_ID, IdKey, JoinPoint
 from shared.settings import Settings
 
@@ -87,13 +88,19 @@ class RedisReplayCursor:
 
 
 class RedisHistory:
-    def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, client: aioredis.Redis, settings: Settings,
+                 batcher: CommandBatcher | None = None) -> None:
         self._redis = client
         self._shards = settings.STREAM_SHARDS
+        self._batcher = batcher  # None on a Cluster
 
     async def join_point(self, room: str, since: str | None) -> JoinPoint:
         history_key = keys.room_history(room, self._shards)
         meta_key = keys.room_meta(room, self._shards)
+        if since is None and self._batcher is not None:
+            # a plain join (most of them): one read, with the other calls of this turn
+            ((last,),) = await self._batcher.execute([("HMGET", meta_key, "last")])
+            return JoinPoint(last_id=_text(last) or ZERO_ID)
         async with self._redis.pipeline(transaction=since is not None) as pipe:
             pipe.hmget(meta_key, "first", "last", "n")
             pipe.xrange(history_key, "-", "+", count=1)

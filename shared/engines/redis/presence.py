@@ -12,15 +12,14 @@ client may retry them (see client.py).
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from shared import keys
+from shared.engines.redis.batcher import Command, CommandBatcher
 from shared.engines.redis.scripts import source
 from shared.engines.roles import RoomMember
 
@@ -33,16 +32,14 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _register_rooms(rooms: set[str], pipe: Any) -> None:
-    pipe.sadd(keys.presence_rooms(), *rooms)
-
-
 class RedisPresence:
     def __init__(self, client: aioredis.Redis, instance_id: str,
-                 heartbeat_interval: float, *, cluster: bool = False) -> None:
+                 heartbeat_interval: float, *, batcher: CommandBatcher | None = None) -> None:
         self._redis = client
-        # redis-py refuses scripts inside a Cluster pipeline: one call each there
-        self._cluster = cluster
+        # None on a Redis Cluster: redis-py refuses scripts inside a Cluster pipeline,
+        # so there each script is a call of its own
+        self._batcher = batcher
+        self._cluster = batcher is None
         self._instance_id = instance_id
         self._ttl = heartbeat_interval * EXPIRY_HEARTBEATS
         self._interval_ms = max(1, int(heartbeat_interval * 1000))
@@ -51,6 +48,9 @@ class RedisPresence:
         self._leave = client.register_script(source("presence_leave"))
         self._sweep = client.register_script(source("presence_sweep"))
         self._refresh = client.register_script(source("presence_refresh"))
+        if batcher is not None:
+            for script in (self._claim, self._enter, self._leave, self._refresh):
+                batcher.script(script.sha, script.script)
 
     def _expiry(self) -> tuple[float, float]:
         now = time.time()
@@ -70,12 +70,9 @@ class RedisPresence:
             await self._redis.sadd(held, slot)
             await self._redis.pexpireat(held, int(expiry * 1000))
         else:
-            def record(pipe: Any) -> None:
-                pipe.sadd(held, slot)
-                pipe.pexpireat(held, int(expiry * 1000))
-
-            claimed = (await self._script_pipeline(self._claim, claim_keys, claim_args,
-                                                   record))[0]
+            claimed = (await self._script_pipeline(
+                self._claim, claim_keys, claim_args,
+                [("SADD", held, slot), ("PEXPIREAT", held, int(expiry * 1000))]))[0]
         if not claimed:
             await self._redis.srem(held, slot)
         return bool(claimed)
@@ -107,32 +104,24 @@ class RedisPresence:
             await self._redis.sadd(keys.presence_rooms(), room)
             return bool(first)
         replies = await self._script_pipeline(  # and the room, for the sweeper
-            self._enter, enter_keys, enter_args,
-            lambda pipe: pipe.sadd(keys.presence_rooms(), room))
+            self._enter, enter_keys, enter_args, [("SADD", keys.presence_rooms(), room)])
         return bool(replies[0])
 
     async def _script_pipeline(self, script: Any, script_keys: list[str], args: list[Any],
-                               more: Callable[[Any], object]) -> list[Any]:
-        """A script then `more` commands, in one round trip. redis-py's own way (a script
-        object called on a pipeline) first asks SCRIPT EXISTS: a second round trip per
-        connect. The script is run by its hash; a Redis that lost it gets it again."""
-        for attempt in range(2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(script.sha, len(script_keys), *script_keys, *args)
-                more(pipe)
-                try:
-                    return list(await pipe.execute())
-                except NoScriptError:
-                    if attempt:
-                        raise
-                    await self._redis.script_load(script.script)
-        raise AssertionError("unreachable")
+                               more: list[Command]) -> list[Any]:
+        """A script then `more` commands, in one round trip shared with the other calls
+        of this event-loop turn (see batcher.py). Not on a Redis Cluster."""
+        assert self._batcher is not None
+        return await self._batcher.execute(
+            [("EVALSHA", script.sha, len(script_keys), *script_keys, *args), *more])
 
     async def leave(self, room: str, user_id: int, connection_id: str) -> bool:
         now, _ = self._expiry()
-        last = await self._leave(keys=self._room_keys(room, user_id),
-                                 args=[now, 0, connection_id, user_id, ""])
-        return bool(last)
+        leave_keys = self._room_keys(room, user_id)
+        leave_args = [now, 0, connection_id, user_id, ""]
+        if self._cluster:
+            return bool(await self._leave(keys=leave_keys, args=leave_args))
+        return bool((await self._script_pipeline(self._leave, leave_keys, leave_args, []))[0])
 
     async def size(self, room: str) -> int:
         return int(await self._redis.zcount(keys.room_presence(room), time.time(), "+inf"))
@@ -164,7 +153,7 @@ class RedisPresence:
             chunk = slot_list[start:start + REFRESH_CHUNK]
             call_keys = [held] + [keys.user_connections(uid) for uid, _ in chunk]
             args: list[Any] = [expiry, expire_ms, len(chunk)] + [cid for _, cid in chunk]
-            await self._script_pipeline(self._refresh, call_keys, args, lambda pipe: None)
+            await self._script_pipeline(self._refresh, call_keys, args, [])
         for start in range(0, len(member_list), REFRESH_CHUNK):
             part = member_list[start:start + REFRESH_CHUNK]
             call_keys, args = [held], [expiry, expire_ms, 0]
@@ -176,7 +165,7 @@ class RedisPresence:
                 args += [user_id, connection_id]
             # re-register: heals a room the sweeper dropped while we entered it
             await self._script_pipeline(self._refresh, call_keys, args,
-                                        functools.partial(_register_rooms, rooms))
+                                        [("SADD", keys.presence_rooms(), *rooms)])
 
     async def _refresh_pipelined(self, slots: list[tuple[int, str]],
                                  memberships: list[tuple[str, int, str]], expiry: float,

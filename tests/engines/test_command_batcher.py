@@ -1,0 +1,89 @@
+"""The gateway's command batcher on a real Redis: calls of one event-loop turn share a
+round trip, and each caller gets exactly its own replies or its own error."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from roomcast.cli.embedded_redis import free_port
+from shared.engines.redis.batcher import CommandBatcher
+from shared.engines.redis.client import async_client
+from shared.settings import Settings
+from tests.support.redis_fixture import RedisUnderTest
+
+SCRIPT = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+
+
+def _settings(url: str) -> Settings:
+    return Settings(REDIS_URL=url, JWT_SECRET="x" * 40)
+
+
+@pytest.fixture
+async def batcher(redis_server: RedisUnderTest) -> AsyncIterator[CommandBatcher]:
+    client = async_client(_settings(redis_server.url))
+    made = CommandBatcher(client)
+    yield made
+    await made.aclose()
+    await client.aclose()
+
+
+async def test_calls_of_one_turn_share_one_round_trip(batcher: CommandBatcher,
+                                                      redis_client: redis.Redis) -> None:
+    redis_client.delete("batch:n")
+    replies = await asyncio.gather(*(batcher.execute([("INCR", "batch:n"), ("GET", "batch:n")])
+                                     for _ in range(50)))
+    assert batcher.round_trips == 1
+    # each caller got its own pair: the counts 1..50, each once, each with its GET after
+    assert sorted(incr for incr, _ in replies) == list(range(1, 51))
+    assert all(int(got) >= incr for incr, got in replies)
+
+
+async def test_an_error_reply_fails_only_its_own_call(batcher: CommandBatcher,
+                                                      redis_client: redis.Redis) -> None:
+    redis_client.set("batch:text", "not a number")
+    good, bad, also_good = await asyncio.gather(
+        batcher.execute([("SET", "batch:a", "1")]),
+        batcher.execute([("INCR", "batch:text")]),
+        batcher.execute([("GET", "batch:a")]), return_exceptions=True)
+    assert good == [True]
+    assert isinstance(bad, ResponseError)
+    assert also_good == [b"1"]
+
+
+async def test_a_script_redis_lost_is_loaded_and_run_once(batcher: CommandBatcher,
+                                                          redis_client: redis.Redis) -> None:
+    sha = hashlib.sha1(SCRIPT.encode()).hexdigest()
+    batcher.script(sha, SCRIPT)
+    redis_client.delete("batch:s")
+    redis_client.script_flush()
+    first, second = await asyncio.gather(
+        batcher.execute([("EVALSHA", sha, 1, "batch:s", 5)]),
+        batcher.execute([("EVALSHA", sha, 1, "batch:s", 7), ("GET", "batch:s")]))
+    assert sorted([first[0], second[0]]) in ([5, 12], [7, 12])
+    assert int(redis_client.get("batch:s")) == 12  # each ran once: 5 + 7
+
+
+async def test_a_cancelled_caller_leaves_the_others_their_replies(
+        batcher: CommandBatcher) -> None:
+    leaving = asyncio.ensure_future(batcher.execute([("SET", "batch:c", "x")]))
+    staying = asyncio.ensure_future(batcher.execute([("PING",)]))
+    await asyncio.sleep(0)  # both queued
+    leaving.cancel()
+    assert await staying == [True]
+
+
+async def test_an_unreachable_redis_fails_every_call_of_the_round_trip() -> None:
+    client = async_client(_settings(f"redis://127.0.0.1:{free_port()}/0"), retries=False)
+    batcher = CommandBatcher(client)
+    results = await asyncio.gather(batcher.execute([("PING",)]),
+                                   batcher.execute([("GET", "k")]), return_exceptions=True)
+    assert all(isinstance(r, RedisConnectionError) for r in results), results
+    await batcher.aclose()
+    await client.aclose()
