@@ -6,11 +6,12 @@ and every access line became a "--- Logging error ---" traceback."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 from uvicorn.logging import AccessFormatter
 
-from gateway.logs import RedactFilter
+from gateway.logs import JsonFormatter, RedactFilter
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2lnbmF0dXJl"
 
@@ -36,3 +37,20 @@ def test_a_token_in_the_message_itself_is_redacted() -> None:
                     ("127.0.0.1:5000", "GET", "/rt/healthz", "1.1", 200))
     args = clean.args
     assert RedactFilter().filter(clean) and clean.args is args  # untouched
+
+
+def test_a_json_line_redacts_every_field_and_takes_any_value() -> None:
+    record = _record("roomcast.ws", "connect", ())
+    record.connection_id = "c-1"
+    record.url = f"/ws?token={TOKEN}"
+    record.header = f"bearer {TOKEN}"
+    record.bare = TOKEN
+    record.counts = {1: 2}  # not a string key
+    record.when = object()  # not serialisable: its str()
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["msg"] == "connect" and entry["connection_id"] == "c-1"
+    assert entry["url"] == "/ws?[redacted]"
+    assert entry["header"] == "bearer [redacted]"
+    assert entry["bare"] == "[redacted]"
+    assert entry["counts"] == {"1": 2} and entry["when"].startswith("<object")
+    assert TOKEN not in json.dumps(entry)
