@@ -12,6 +12,7 @@ through the gateway's HTTP API.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from shared.engines.roles import (
@@ -19,6 +20,7 @@ from shared.engines.roles import (
     AccessStore,
     EventLog,
     EventWriter,
+    FetchedJob,
     History,
     JobQueue,
     JobSource,
@@ -73,6 +75,13 @@ class Engine(Protocol):
     def check_config_sync(self) -> None: ...
 
     def job_source(self, shard: int, worker_id: str) -> JobSource: ...
+
+    def fetch_jobs(self, sources: Sequence[JobSource], count: int, block_ms: int
+                   ) -> dict[int, list[FetchedJob]]:
+        """One wait (at most `block_ms`) over several shards' queues, for one consumer
+        thread holding them all: each shard's jobs as its source's `fetch` gives them
+        (those to redo first), for the shards that have some."""
+        ...
 
     def register_worker(self, worker_id: str, ttl: float) -> None: ...
 

@@ -6,14 +6,17 @@ inside the gateway process with ENGINE=memory.
 Each shard's jobs are applied by one worker at a time, in queue order, which is
 what keeps a producer's order whatever the number of worker processes: a
 producer's jobs for one shard sit in that shard's queue in the order it queued
-them. This process runs one thread per shard. A thread consumes its shard while
-it holds the shard's lease (see the engine's JobSource); the others stand by and
-try again every LEASE_POLL seconds, so a crashed worker's shards move within the
-lease's expiry plus one poll. Processes share the shards fairly: a process holds
+them. A worker consumes a shard while it holds the shard's lease (see the
+engine's JobSource); a shard held elsewhere is asked for again every LEASE_POLL
+seconds, so a crashed worker's shards move within the lease's expiry plus one
+poll (plus one read, below). Processes share the shards fairly: a process holds
 at most ceil(shards / live workers) of them and lets go of the rest.
 
-Reading blocks on the queue (no polling): an idle thread waits in one blocking
-read per BLOCK_MS. Failures:
+One thread per process consumes every shard it holds, with one blocking read over
+all their queues (no polling: an idle worker waits in one read per BLOCK_MS). A
+thread per shard, as before, spent more CPU handing the GIL between threads than
+applying jobs (strace: 32 futex calls per Redis reply; 158 against 71 µs of
+worker CPU per event with 8 threads against 2). Failures:
 - the storage is unavailable (Redis down): back off and retry, without limit;
   nothing can be appended meanwhile, and nothing is lost;
 - the lease was lost: stop; the new holder redoes the unfinished jobs;
@@ -25,12 +28,14 @@ read per BLOCK_MS. Failures:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import random
 import socket
 import threading
+import time
 import uuid
 
 from shared.engines import Engine
@@ -63,6 +68,12 @@ class JobRunner:
         self._held: set[int] = set()
         self._held_lock = threading.Lock()
         self._fair_share = self._shards
+        self._sources: dict[int, JobSource] = {}  # each made by its consumer thread
+        self._next_ask: dict[int, float] = {}  # when to ask again for a lease held elsewhere
+        # One consumer thread per group: all shards, except on a Redis Cluster, where a
+        # blocking read cannot span the shards' slots (one thread per shard there).
+        shards = list(range(self._shards))
+        self._groups = ([[s] for s in shards] if engine.settings.REDIS_CLUSTER else [shards])
         self.appended = 0
         self.dead_letters = 0
 
@@ -71,9 +82,9 @@ class JobRunner:
         self._register()
         self._threads = [threading.Thread(target=self._heartbeat, name="roomcast-heartbeat",
                                           daemon=True)]
-        self._threads += [threading.Thread(target=self._consume, args=(shard,),
-                                           name=f"roomcast-shard-{shard}", daemon=True)
-                          for shard in range(self._shards)]
+        self._threads += [threading.Thread(target=self._consume, args=(group,),
+                                           name=f"roomcast-consumer-{n}", daemon=True)
+                          for n, group in enumerate(self._groups)]
         for thread in self._threads:
             thread.start()
         log.info("consuming the job queue", extra={"worker": self.worker_id,
@@ -119,49 +130,75 @@ class JobRunner:
             else:
                 self._held.discard(shard)
 
-    # -- one shard ------------------------------------------------------------------------
-    def _consume(self, shard: int) -> None:
-        source = self._engine.job_source(shard, self.worker_id)
-        processor = JobProcessor(source, self._engine.access_store,
-                                 self._engine.settings.EVENT_MAX_BYTES, self._count_dead)
+    # -- consuming ----------------------------------------------------------------------
+    def _consume(self, group: list[int]) -> None:
+        engine = self._engine
+        for shard in group:
+            self._sources[shard] = engine.job_source(shard, self.worker_id)
+            self._next_ask[shard] = 0.0
+        processors = {shard: JobProcessor(self._sources[shard], engine.access_store,
+                                          engine.settings.EVENT_MAX_BYTES, self._count_dead)
+                      for shard in group}
         unavailable = 0
         while not self._stop.is_set():
             try:
-                if not self._hold(shard, source):
+                held = self._leases(group)
+                if not held:
                     self._stop.wait(LEASE_POLL)
                     continue
-                fetched = source.fetch(FETCH_COUNT, BLOCK_MS)
-                if fetched:
-                    self._apply(processor, fetched)
+                fetched = engine.fetch_jobs(held, FETCH_COUNT, BLOCK_MS)
+                failure: Unavailable | None = None
+                for shard, jobs in sorted(fetched.items()):
+                    try:  # every shard's turn, even after another's failed: a source
+                        # whose completion failed redoes its jobs; one not tried would not
+                        self._apply_shard(shard, processors[shard], jobs, group)
+                    except Unavailable as exc:
+                        failure = exc
+                if failure is not None:
+                    raise failure
                 unavailable = 0
-            except LeaseLost:
-                self._set_held(shard, False)
-                log.warning("lost the lease of a shard; another worker redoes its jobs",
-                            extra={"shard": shard, "worker": self.worker_id})
             except Unavailable as exc:
                 unavailable += 1
                 cap = min(UNAVAILABLE_BACKOFF_CAP, 0.05 * 2 ** unavailable)
-                log.warning("storage unavailable; retrying", extra={"shard": shard,
-                                                                    "error": str(exc)[:200]})
+                log.warning("storage unavailable; retrying", extra={"error": str(exc)[:200]})
                 self._stop.wait(random.uniform(0, cap))  # full-jitter backoff
-        if shard in self.held:
-            source.release()
+        for shard in self.held & set(group):
+            self._sources[shard].release()
             self._set_held(shard, False)
 
-    def _hold(self, shard: int, source: JobSource) -> bool:
-        if shard in self.held:
-            if self._should_let_go(shard):
-                source.release()
-                self._set_held(shard, False)
-                log.info("let go of a shard for another worker", extra={"shard": shard})
-                return False
-        elif not self._may_take():
-            return False
-        held = source.hold()
-        self._set_held(shard, held)
-        return held
+    def _apply_shard(self, shard: int, processor: JobProcessor, fetched: list[FetchedJob],
+                     group: list[int]) -> None:
+        try:
+            self._apply(processor, fetched, group)
+        except LeaseLost:
+            self._set_held(shard, False)
+            log.warning("lost the lease of a shard; another worker redoes its jobs",
+                        extra={"shard": shard, "worker": self.worker_id})
 
-    def _apply(self, processor: JobProcessor, fetched: list[FetchedJob]) -> None:
+    def _leases(self, group: list[int]) -> list[JobSource]:
+        """Renew the leases held, let go of shards past the fair share, ask for the
+        others every LEASE_POLL seconds; the sources of the group's shards held now."""
+        now = time.monotonic()
+        for shard in group:
+            source = self._sources[shard]
+            if shard in self.held:
+                if self._should_let_go(shard):
+                    source.release()
+                    self._set_held(shard, False)
+                    self._next_ask[shard] = now + LEASE_POLL
+                    log.info("let go of a shard for another worker", extra={"shard": shard})
+                    continue
+            elif not self._may_take() or now < self._next_ask[shard]:
+                continue
+            held = source.hold()  # a renewal is rate-limited by the source itself
+            self._set_held(shard, held)
+            if not held:
+                self._next_ask[shard] = now + LEASE_POLL
+        now_held = self.held
+        return [self._sources[shard] for shard in group if shard in now_held]
+
+    def _apply(self, processor: JobProcessor, fetched: list[FetchedJob],
+               group: list[int]) -> None:
         """Apply a batch. When that fails for a reason that is not the storage's, the
         batch is applied one job at a time to find the job at fault: a job that fails
         POISON_ATTEMPTS times on its own is set aside, and the jobs behind it go on."""
@@ -176,9 +213,9 @@ class JobRunner:
         for item in fetched:
             if self._stop.is_set():
                 return
-            self._apply_one(processor, item)
+            self._apply_one(processor, item, group)
 
-    def _apply_one(self, processor: JobProcessor, item: FetchedJob) -> None:
+    def _apply_one(self, processor: JobProcessor, item: FetchedJob, group: list[int]) -> None:
         error: Exception | None = None
         for attempt in range(POISON_ATTEMPTS):
             try:
@@ -191,9 +228,17 @@ class JobRunner:
                 log.warning("applying a job failed", extra={"job": item.ref,
                                                              "attempt": attempt + 1,
                                                              "error": str(exc)[:200]})
-            if attempt < len(POISON_BACKOFF) and self._stop.wait(POISON_BACKOFF[attempt]):
+            if attempt < len(POISON_BACKOFF) and self._pause(POISON_BACKOFF[attempt], group):
                 return
         processor.process_one(item, f"failed {POISON_ATTEMPTS} times: {error}"[:500])
+
+    def _pause(self, seconds: float, group: list[int]) -> bool:
+        """Wait between attempts at a failing job, keeping the leases of the other
+        shards this thread serves; True when stopping."""
+        with contextlib.suppress(Unavailable):
+            for shard in self.held & set(group):
+                self._sources[shard].hold()
+        return self._stop.wait(seconds)
 
     def _count_dead(self, reason: str) -> None:
         self.dead_letters += 1

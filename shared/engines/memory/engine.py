@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
@@ -25,6 +26,7 @@ from shared.engines.memory.job_queue import (
     MemoryJobQueue,
     MemoryJobSource,
     MemoryQueues,
+    fetch_from,
 )
 from shared.engines.memory.presence import (
     MemoryAccess,
@@ -33,7 +35,7 @@ from shared.engines.memory.presence import (
     MemoryPresence,
 )
 from shared.engines.memory.store import MemoryStore
-from shared.engines.roles import Access, JobSource, Presence
+from shared.engines.roles import Access, FetchedJob, JobSource, Presence
 from shared.settings import AccessMode, Settings
 
 log = logging.getLogger("roomcast.memory")
@@ -97,6 +99,10 @@ class MemoryEngine:
     # -- workers, in this process --------------------------------------------------------
     def job_source(self, shard: int, worker_id: str) -> JobSource:
         return MemoryJobSource(self._queues, self._store, shard)
+
+    def fetch_jobs(self, sources: Sequence[JobSource], count: int, block_ms: int
+                   ) -> dict[int, list[FetchedJob]]:
+        return fetch_from(self._queues, [s.shard for s in sources], count, block_ms)
 
     def register_worker(self, worker_id: str, ttl: float) -> None:
         self._queues.workers = 1

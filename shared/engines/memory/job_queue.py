@@ -119,6 +119,25 @@ class AsyncMemoryJobQueue:
                           dead_letters=self._queues.dead_total)
 
 
+def fetch_from(queues: MemoryQueues, shards: Sequence[int], count: int, block_ms: int
+               ) -> dict[int, list[FetchedJob]]:
+    """Jobs not yet taken, per shard that has some; waits up to `block_ms` for one."""
+    with queues.changed:
+        def fresh(shard: int) -> list[tuple[str, Job]]:
+            taken = queues.taken[shard]
+            return [(ref, job) for ref, job in queues.queues[shard] if ref not in taken][:count]
+
+        if not any(fresh(shard) for shard in shards):
+            queues.changed.wait(block_ms / 1000)
+        out = {}
+        for shard in shards:
+            jobs = fresh(shard)
+            if jobs:
+                queues.taken[shard].update(ref for ref, _ in jobs)
+                out[shard] = [FetchedJob(ref, job) for ref, job in jobs]
+        return out
+
+
 class MemoryJobSource:
     """One shard's queue for its one consumer, the in-process job runner."""
 
@@ -134,14 +153,7 @@ class MemoryJobSource:
         """Nothing to give back: see hold()."""
 
     def fetch(self, count: int, block_ms: int) -> list[FetchedJob]:
-        queues = self._queues
-        with queues.changed:
-            queue, taken = queues.queues[self.shard], queues.taken[self.shard]
-            if not any(ref not in taken for ref, _ in queue):
-                queues.changed.wait(block_ms / 1000)
-            fresh = [(ref, job) for ref, job in queue if ref not in taken][:count]
-            taken.update(ref for ref, _ in fresh)
-            return [FetchedJob(ref, job) for ref, job in fresh]
+        return fetch_from(self._queues, [self.shard], count, block_ms).get(self.shard, [])
 
     def complete(self, refs: Sequence[str], events: Sequence[PendingEvent]
                  ) -> list[AppendResult]:

@@ -10,6 +10,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 
 import redis
 import redis.asyncio as aioredis
@@ -28,7 +29,7 @@ from shared.engines.redis.job_queue import (
     acheck_shard_count,
     check_shard_count,
 )
-from shared.engines.redis.job_source import RedisJobSource
+from shared.engines.redis.job_source import RedisJobSource, fetch_many
 from shared.engines.redis.presence import RedisPresence
 from shared.engines.redis.scripts import source
 from shared.engines.roles import (
@@ -36,6 +37,7 @@ from shared.engines.roles import (
     AccessStore,
     EventLog,
     EventWriter,
+    FetchedJob,
     History,
     JobQueue,
     JobSource,
@@ -179,6 +181,12 @@ class RedisEngine:
 
     def job_source(self, shard: int, worker_id: str) -> JobSource:
         return RedisJobSource(self._sync_reader, self.settings, shard, worker_id)
+
+    def fetch_jobs(self, sources: Sequence[JobSource], count: int, block_ms: int
+                   ) -> dict[int, list[FetchedJob]]:
+        mine = [s for s in sources if isinstance(s, RedisJobSource)]
+        assert len(mine) == len(sources), "sources of another engine"
+        return fetch_many(self._sync_reader, mine, count, block_ms)
 
     def register_worker(self, worker_id: str, ttl: float) -> None:
         now = time.time()

@@ -100,30 +100,30 @@ class RedisJobSource:
 
     # -- reading --------------------------------------------------------------------------
     def fetch(self, count: int, block_ms: int) -> list[FetchedJob]:
-        try:
-            self._ensure_group()
-            if self._claim_pending:
-                claimed = self._claim(count)
-                if claimed:
-                    return claimed
-                self._claim_pending = False
-            reply = self._redis.xreadgroup(self._group, self._consumer, {self._inbox: ">"},
-                                           count=count, block=block_ms)
-            if not reply and time.monotonic() - self._swept > STRAY_SWEEP_SECONDS:
-                # idle: any job still pending this long is one nobody works on (a read
-                # whose reply never arrived, yet raised nothing): take it up
-                self._swept = time.monotonic()
-                return self._claim(count, min_idle_ms=STRAY_IDLE_MS)
-        except _UNAVAILABLE as exc:
-            self._claim_pending = True  # a reply may have been lost with its connection
-            raise Unavailable(str(exc)) from exc
-        except ResponseError as exc:
-            self._claim_pending = True
-            if "NOGROUP" in str(exc):  # the inbox vanished (a Redis reset): make it again
-                self._group_ready = False
-                raise Unavailable(str(exc)) from exc
-            raise
-        return [self._job(i, f) for i, f in (reply[0][1] if reply else [])]
+        return fetch_many(self._redis, [self], count, block_ms).get(self.shard, [])
+
+    def _redo_first(self, count: int) -> list[FetchedJob]:
+        """After taking the lease or an error: the jobs taken and never completed."""
+        if self._claim_pending:
+            claimed = self._claim(count)
+            if claimed:
+                return claimed
+            self._claim_pending = False
+        return []
+
+    def _stray(self, count: int) -> list[FetchedJob]:
+        """Idle: any job still pending this long is one nobody works on (a read whose
+        reply never arrived, yet raised nothing): take it up."""
+        if time.monotonic() - self._swept <= STRAY_SWEEP_SECONDS:
+            return []
+        self._swept = time.monotonic()
+        return self._claim(count, min_idle_ms=STRAY_IDLE_MS)
+
+    def _failed(self, exc: Exception) -> None:
+        """A read failed: its reply may have been lost with its connection."""
+        self._claim_pending = True
+        if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+            self._group_ready = False  # the inbox vanished (a Redis reset): make it again
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -184,3 +184,43 @@ class RedisJobSource:
             raise LeaseLost(f"lost the lease of shard {self.shard}") from None
         if text.startswith(_NOT_NOW):
             raise Unavailable(text) from exc
+
+
+def fetch_many(client: redis.Redis, sources: Sequence[RedisJobSource], count: int,
+               block_ms: int) -> dict[int, list[FetchedJob]]:
+    """One blocking read over the inboxes of several shards this worker holds (one
+    thread then serves them all: a thread per shard cost more in GIL hand-offs than
+    the work itself). Jobs to redo come first, without blocking."""
+    try:
+        out: dict[int, list[FetchedJob]] = {}
+        for source in sources:
+            source._ensure_group()
+            redo = source._redo_first(count)
+            if redo:
+                out[source.shard] = redo
+        if out:
+            return out
+        by_inbox = {source._inbox: source for source in sources}
+        first = sources[0]
+        reply = client.xreadgroup(first._group, first._consumer,
+                                  {inbox: ">" for inbox in by_inbox}, count=count, block=block_ms)
+        if not reply:
+            for source in sources:
+                stray = source._stray(count)
+                if stray:
+                    out[source.shard] = stray
+            return out
+        for raw_inbox, entries in reply:
+            source = by_inbox[_text(raw_inbox)]
+            out[source.shard] = [source._job(i, f) for i, f in entries]
+        return out
+    except _UNAVAILABLE as exc:
+        for source in sources:
+            source._failed(exc)
+        raise Unavailable(str(exc)) from exc
+    except ResponseError as exc:
+        for source in sources:
+            source._failed(exc)
+        if "NOGROUP" in str(exc):
+            raise Unavailable(str(exc)) from exc
+        raise
