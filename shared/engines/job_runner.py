@@ -107,7 +107,7 @@ class JobRunner:
             self._engine.register_worker(self.worker_id, REGISTER_EVERY * 3)
             live = max(1, self._engine.live_workers())
             self._fair_share = math.ceil(self._shards / live)
-        except Exception as exc:  # the storage is down: the shard threads back off too
+        except Exception as exc:  # the storage is down: the consumer backs off too
             log.warning("worker heartbeat failed", extra={"error": str(exc)[:200]})
 
     def _heartbeat(self) -> None:
