@@ -179,9 +179,10 @@ class JobRunner:
         """Renew the leases held, let go of shards past the fair share, ask for the
         others every LEASE_POLL seconds; the sources of the group's shards held now."""
         now = time.monotonic()
+        held_before = self.held  # one copy per round, not one per shard
         for shard in group:
             source = self._sources[shard]
-            if shard in self.held:
+            if shard in held_before:
                 if self._should_let_go(shard):
                     source.release()
                     self._set_held(shard, False)
