@@ -30,6 +30,16 @@ WORKER_DEADLINE = 10.0
 
 
 @pytest.fixture(scope="module")
+def stack(engine_stack: EngineStack) -> EngineStack:
+    return engine_stack
+
+
+@pytest.fixture
+def backend(stack: EngineStack) -> Backend:
+    return stack.backend
+
+
+@pytest.fixture(scope="module")
 def open_gateway(stack: EngineStack) -> Gateway:
     (gateway,) = start_all([stack.extra_gateway("open", {"ACCESS_MODE": "open"})])
     return gateway

@@ -6,9 +6,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import pytest
+
 from tests.support.engine_stack import EngineStack
 from tests.support.ws import WsClient
 from workers.api import Backend
+
+
+@pytest.fixture(scope="module")
+def stack(engine_stack: EngineStack) -> EngineStack:
+    return engine_stack
+
+
+@pytest.fixture
+def backend(stack: EngineStack) -> Backend:
+    return stack.backend
 
 
 async def _member(stack: EngineStack, backend: Backend, gateway: int, user_id: int,

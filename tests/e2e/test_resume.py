@@ -53,6 +53,11 @@ def ttl_stack(engine_stacks_of_module: EngineStacks) -> EngineStack:
                                          ROOM_HISTORY_TTL="1")
 
 
+@pytest.fixture
+def backend(stack: EngineStack) -> Backend:
+    return stack.backend
+
+
 def _publish(backend: Backend, room: str, count: int, start: int = 0) -> list[str]:
     return [backend.message(room, message_id=f"m{start + i}", content=f"c{start + i}",
                             user_id=1) for i in range(count)]

@@ -5,10 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from tests.support.delivery import eventually
 from tests.support.engine_stack import EngineStack
 from tests.support.ws import WsClient
 from workers.api import Backend
+
+
+@pytest.fixture(scope="module")
+def stack(engine_stack: EngineStack) -> EngineStack:
+    return engine_stack
+
+
+@pytest.fixture
+def backend(stack: EngineStack) -> Backend:
+    return stack.backend
 
 
 async def _connect(stack: EngineStack, gateway: int, user_id: int, name: str) -> WsClient:
