@@ -19,7 +19,6 @@ from shared.codec import (
     decode_control,
     direct_frame,
     event_frame,
-    parse_stream_id,
 )
 from shared.engines.roles import LogEntry
 from shared.rooms import shard_of
@@ -48,7 +47,7 @@ class FanOut:
         members = self._hub.members(entry.room)
         if not members:
             return
-        id_key = parse_stream_id(entry.id) or (0, 0)
+        id_key = entry.key
         self._frames_out += self._hub.deliver(entry.room, id_key,
                                               event_frame(entry.encoded, entry.id))
         self._metrics.fanout_latency.observe(max(0.0, time.time() - id_key[0] / 1000))

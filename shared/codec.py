@@ -83,6 +83,13 @@ def parse_stream_id(text: str) -> tuple[int, int] | None:
     return parsed
 
 
+def trusted_id_key(raw: bytes | str) -> tuple[int, int]:
+    """The (ms, seq) of an id Redis itself returned: no validation, it is on the
+    fan-out's per-entry path. Ids from clients go through `parse_stream_id`."""
+    ms, _, seq = raw.partition(b"-" if isinstance(raw, bytes) else "-")  # type: ignore[arg-type]
+    return int(ms), int(seq)
+
+
 def ws_text_frame(payload: bytes) -> bytes:
     """A complete, unmasked, final WebSocket text frame (RFC 6455 §5.2) around
     `payload`, so one event's frame is built once and written to every member."""

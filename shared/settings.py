@@ -111,7 +111,12 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         # checked here, at start, rather than by the first connection deep in a stack
         if value is not None:
-            parse_url(value)  # ValueError with redis-py's reason (scheme, port, ...)
+            options = parse_url(value)  # ValueError with redis-py's reason (scheme, port...)
+            if options.get("protocol") not in (None, 2, "2"):
+                # redis-py then hands replies over in RESP3 shapes that our readers and
+                # the worker do not parse: refuse at start, not with a deaf gateway
+                raise ValueError("protocol=3 is not supported: remove it from the URL "
+                                 "(roomcast uses redis-py's default replies)")
         return value
 
     @field_validator("WS_ALLOWED_ORIGINS", mode="before")

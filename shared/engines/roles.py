@@ -50,6 +50,7 @@ class LogEntry:
     room: str
     seq: int  # per shard, +1 per entry: a reader sees entries it never got
     encoded: bytes
+    key: tuple[int, int]  # `id` as a comparable (ms, seq), parsed once where it is read
 
     @property
     def is_control(self) -> bool:

@@ -119,3 +119,30 @@ async def test_a_cancel_that_arrives_while_it_acknowledges_still_stops_the_reade
         await sink.until(lambda s=sink: len(s.entries) >= 3)  # it is acknowledging now
         await cancel(task)
         assert task.cancelled()
+
+
+@pytest.mark.parametrize("query", ["", "?protocol=2"])
+async def test_entries_are_read_over_either_protocol_in_any_field_order(
+        redis_server: RedisUnderTest, redis_client: redis.Redis, query: str) -> None:
+    """The reader parses XREADGROUP's raw reply itself: a RESP3 map (redis-py's default
+    on the wire) or a RESP2 list, our scripts' field order (the fast path) or another
+    writer's."""
+    made = RedisEngine(Settings(REDIS_URL=f"{redis_server.url}{query}",
+                                JWT_SECRET="x" * 40, STREAM_SHARDS=SHARDS))
+    room, name, sink = a_room(), f"gw-{next(_ids)}", Collector()
+    shard = shard_of(room, SHARDS)
+    task = await run_reader(made, name, sink)
+    try:
+        (one,) = await made.event_log.append([event(room, 1)])
+        seq = redis_client.incr(keys.shard_seq(shard))
+        reordered = redis_client.xadd(keys.shard_stream(shard), {
+            "q": seq, "r": room, "e": event(room, 2).encoded}).decode()
+        (three,) = await made.event_log.append([event(room, 3)])
+        await sink.until(lambda: sum(1 for _, e in sink.entries if e.room == room) >= 3)
+        got = [e for _, e in sink.entries if e.room == room]
+        assert [e.id for e in got] == [one.id, reordered, three.id]
+        assert [e.key for e in got] == [tuple(map(int, e.id.split("-"))) for e in got]
+        assert shard not in sink.gaps
+    finally:
+        await cancel(task)
+        await made.aclose()

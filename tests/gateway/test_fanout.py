@@ -33,7 +33,8 @@ def member(hub: Hub, user_id: int, *rooms: str) -> tuple[Connection, ScriptedSin
 
 def entry(n: int, room: str = ROOM) -> LogEntry:
     return LogEntry(f"{1_700_000_000_000 + n}-0", room, n,
-                    encode_event("task.deleted", room, {"task_id": n, "project_id": 5}, "t"))
+                    encode_event("task.deleted", room, {"task_id": n, "project_id": 5}, "t"),
+                    (1_700_000_000_000 + n, 0))
 
 
 def test_one_frame_for_every_member_and_one_write_per_read() -> None:
@@ -56,9 +57,10 @@ def test_a_control_entry_reaches_no_client_and_steers_the_gateway() -> None:
     hub, revoked = Hub(), []
     fanout = FanOut(hub, Metrics(), "gw-self", 4, revoked.append)
     _, sink = member(hub, 1, ROOM)
-    fanout.on_entry(2, LogEntry("1-0", "_heartbeat", 1, b'{"type":"_heartbeat","gw":"gw-self"}'))
+    fanout.on_entry(2, LogEntry("1-0", "_heartbeat", 1, b'{"type":"_heartbeat","gw":"gw-self"}',
+                                (1, 0)))
     fanout.on_entry(2, LogEntry("2-0", "_revoke", 2,
-                                b'{"type":"_revoke","user_id":1,"room":"project:5"}'))
+                                b'{"type":"_revoke","user_id":1,"room":"project:5"}', (2, 0)))
     fanout.on_flush()
     assert sink.written == []
     assert 2 in fanout.heartbeat_seen and revoked == [1]

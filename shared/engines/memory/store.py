@@ -124,7 +124,8 @@ class MemoryStore:
         log = self.shards[shard]
         entry_id = self._next_id()
         log.seq += 1
-        log.entries.append(LogEntry(entry_id, room, log.seq, encoded))
+        log.entries.append(LogEntry(entry_id, room, log.seq, encoded,
+                                    parse_stream_id(entry_id) or (0, 0)))
         log.appended_at[log.seq] = now
         if len(log.appended_at) > SHARD_LOG_MAXLEN:
             log.appended_at.pop(next(iter(log.appended_at)))

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -35,7 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys
 from shared.cancellation import raise_if_cancelled
-from shared.codec import parse_stream_id
+from shared.codec import parse_stream_id, trusted_id_key
 from shared.engines.roles import LogEntry, LogSink
 
 log = logging.getLogger("roomcast.consumer")
@@ -54,14 +54,43 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _parse(raw_id: bytes | str, fields: dict[bytes, bytes]) -> LogEntry | None:
-    """The entry, or None when it is not one our scripts wrote."""
-    if b"q" not in fields:
-        return None  # without its sequence number it would look like a gap
+def _raw_reply(response: Any, **options: Any) -> Any:
+    """XREADGROUP's reply as Redis sent it. redis-py's own conversion (to a list of
+    (id, dict) per stream) was a tenth of a gateway's fan-out time; `_streams_of`
+    and `_parse` read the raw shape directly."""
+    return response
+
+
+def _streams_of(reply: Any) -> Iterable[tuple[Any, list[Any]]]:
+    """(stream, entries) pairs from a RESP3 map, a RESP2 list, or redis-py's list (its
+    shape when the URL names no protocol; a URL with `protocol=3` gets the map)."""
+    if not reply:
+        return ()
+    return reply.items() if isinstance(reply, dict) else reply
+
+
+def _entries_of(reply: Any) -> list[Any]:
+    """The entries of a one-stream reply, in any of the shapes above (redis-py's RESP3
+    conversion turns "no entries" into one empty entry)."""
+    return [entry for _, entries in _streams_of(reply) for entry in entries if entry]
+
+
+def _parse(raw_id: bytes | str, fields: Any) -> LogEntry | None:
+    """The entry, or None when it is not one our scripts wrote. `fields` is the raw
+    flat list (our scripts write e, r, q in that order: the fast path) or a dict."""
     try:
-        entry = LogEntry(id=_text(raw_id), room=fields[b"r"].decode(), seq=int(fields[b"q"]),
-                         encoded=fields[b"e"])
-    except (KeyError, ValueError, UnicodeDecodeError):
+        if (type(fields) is list and len(fields) == 6 and fields[0] == b"e"
+                and fields[2] == b"r" and fields[4] == b"q"):
+            encoded, room, seq = fields[1], fields[3], fields[5]
+        else:
+            named = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2],
+                                                                     strict=True))
+            if b"q" not in named:
+                return None  # without its sequence number it would look like a gap
+            encoded, room, seq = named[b"e"], named[b"r"], named[b"q"]
+        entry = LogEntry(_text(raw_id), room.decode(), int(seq), encoded,
+                         trusted_id_key(raw_id))
+    except (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError):
         return None
     if not entry.is_control and not (entry.encoded.startswith(b"{")
                                      and entry.encoded.endswith(b"}")):
@@ -75,6 +104,7 @@ class ShardConsumer:
     def __init__(self, reader: aioredis.Redis, client: aioredis.Redis, instance_id: str,
                  shards: Sequence[int], sink: LogSink) -> None:
         self._reader = reader  # never retries: see the module doc
+        reader.set_response_callback("XREADGROUP", _raw_reply)
         self._redis = client
         self._group = keys.gateway_group(instance_id)
         self._consumer = instance_id
@@ -118,7 +148,7 @@ class ShardConsumer:
             while True:
                 reply = await self._redis.xreadgroup(self._group, self._consumer,
                                                      {stream: start}, count=READ_COUNT)
-                entries = reply[0][1] if reply else []
+                entries = _entries_of(reply)
                 if not entries:
                     break
                 ids = await self._process(shard, entries)
@@ -209,7 +239,7 @@ class ShardConsumer:
         self.last_read_at = time.monotonic()
         if not reply:
             return
-        for raw_stream, entries in reply:
+        for raw_stream, entries in _streams_of(reply):
             stream = _text(raw_stream)
             shard = self._shard_by_stream[stream]
             ids = await self._fill_from_pending(shard, stream, entries)
@@ -226,7 +256,7 @@ class ShardConsumer:
         self._unacked = []
 
     async def _process(self, shard: int,
-                       entries: list[tuple[Any, dict[bytes, bytes]]]) -> list[Any]:
+                       entries: list[Any]) -> list[Any]:
         """Deliver entries of one shard in order; returns the ids to acknowledge."""
         ids = []
         done = parse_stream_id(self.last_id.get(shard, "0-0")) or (0, 0)
@@ -234,13 +264,13 @@ class ShardConsumer:
             ids.append(raw_id)
             if not fields:
                 continue  # deleted while pending
-            if (parse_stream_id(_text(raw_id)) or (0, 0)) <= done:
-                continue  # handed to on_entry before a failure kept it from the ack
             entry = _parse(raw_id, fields)
             if entry is None:
                 log.warning("skipped a shard entry that is not ours",
                             extra={"shard": shard, "id": _text(raw_id)})
                 continue
+            if entry.key <= done:
+                continue  # handed to on_entry before a failure kept it from the ack
             previous = self.last_seq.get(shard)
             if previous is not None and entry.seq != previous + 1:
                 await self._report_gap(shard, previous, entry.seq)
@@ -254,28 +284,24 @@ class ShardConsumer:
         return ids
 
     async def _fill_from_pending(self, shard: int, stream: str,
-                                 entries: list[tuple[Any, dict[bytes, bytes]]]) -> list[Any]:
+                                 entries: list[Any]) -> list[Any]:
         """When the first new entry does not follow the last one processed, the entries
         in between may have been handed to this consumer in a reply that was lost with
         its connection (redis-py reconnects and retries the read without telling us):
         they wait in our pending list. Deliver them first; only what is not there is a
         gap. Returns the ids to acknowledge."""
         previous = self.last_seq.get(shard)
-        first = next((e for e in entries if e[1] and b"q" in e[1]), None)
-        if previous is None or first is None:
+        first = next((parsed for raw_id, fields in entries
+                      if fields and (parsed := _parse(raw_id, fields)) is not None), None)
+        if previous is None or first is None or first.seq == previous + 1:
             return []
-        try:
-            if int(first[1][b"q"]) == previous + 1:
-                return []
-        except ValueError:
-            return []
-        limit = parse_stream_id(_text(first[0])) or (0, 0)
+        limit = first.key
         start = self.last_id.get(shard, "0")
         acked: list[Any] = []
         while True:
             reply = await self._redis.xreadgroup(self._group, self._consumer,
                                                  {stream: start}, count=READ_COUNT)
-            older = [(i, f) for i, f in (reply[0][1] if reply else [])
+            older = [(i, f) for i, f in _entries_of(reply)
                      if (parse_stream_id(_text(i)) or (0, 0)) < limit]
             if not older:
                 return acked
