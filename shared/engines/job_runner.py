@@ -40,6 +40,7 @@ import uuid
 
 from shared.engines import Engine
 from shared.engines.job_processor import JobProcessor
+from shared.engines.linger import Linger
 from shared.engines.roles import FetchedJob, JobSource, LeaseLost, Unavailable
 
 log = logging.getLogger("roomcast.worker")
@@ -140,13 +141,17 @@ class JobRunner:
                                           engine.settings.EVENT_MAX_BYTES, self._count_dead)
                       for shard in group}
         unavailable = 0
+        linger = Linger()
         while not self._stop.is_set():
             try:
                 held = self._leases(group)
                 if not held:
                     self._stop.wait(LEASE_POLL)
                     continue
+                if linger.delay:
+                    self._stop.wait(linger.delay)
                 fetched = engine.fetch_jobs(held, FETCH_COUNT, BLOCK_MS)
+                linger.read_returned(bool(fetched))
                 failure: Unavailable | None = None
                 for shard, jobs in sorted(fetched.items()):
                     try:  # every shard's turn, even after another's failed: a source

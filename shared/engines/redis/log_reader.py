@@ -36,6 +36,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared import keys
 from shared.cancellation import raise_if_cancelled
 from shared.codec import parse_stream_id, trusted_id_key
+from shared.engines.linger import Linger
 from shared.engines.roles import LogEntry, LogSink
 
 log = logging.getLogger("roomcast.consumer")
@@ -120,6 +121,7 @@ class ShardConsumer:
         self.last_seq: dict[int, int] = {}
         self.healthy = False
         self.last_read_at = 0.0
+        self._linger = Linger()
         self._stopping = False
         # (stream, ids) processed and not yet acknowledged: sent with the next read.
         # Kept until a read succeeds (an XACK sent twice is harmless).
@@ -223,6 +225,8 @@ class ShardConsumer:
         await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
 
     async def _read_once(self) -> None:
+        if self._linger.delay:
+            await asyncio.sleep(self._linger.delay)
         streams = {stream: ">" for stream in self._streams.values()}
         if self._unacked:
             # the last read's acks and this read in one round trip
@@ -237,6 +241,7 @@ class ShardConsumer:
             reply = await self._reader.xreadgroup(self._group, self._consumer, streams,
                                                   count=READ_COUNT, block=BLOCK_MS)
         self.last_read_at = time.monotonic()
+        self._linger.read_returned(bool(reply))
         if not reply:
             return
         for raw_stream, entries in _streams_of(reply):
