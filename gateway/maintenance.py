@@ -98,8 +98,9 @@ class Maintenance:
 
     async def housekeeping(self) -> None:
         self.rounds += 1
-        for room, member in await self._presence.sweep():
-            await self._rooms.user_gone(room, member)
+        for departure in await self._presence.sweep():
+            await self._rooms.user_gone(departure)
+            await self._presence.announced(departure)
         for shard, lag in (await self._reader.lag_seconds()).items():
             self._metrics.consumer_lag.labels(shard=str(shard)).set(lag)
         stats = await self._engine.jobs.stats()

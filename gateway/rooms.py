@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from typing import Any
 
 from gateway.auth import Principal
@@ -16,7 +15,15 @@ from gateway.connection import Connection, State
 from gateway.hub import Hub
 from gateway.metrics import Metrics
 from shared.codec import direct_frame, encode_event, parse_stream_id
-from shared.engines.roles import Access, EventLog, History, PendingEvent, Presence, RoomMember
+from shared.engines.roles import (
+    Access,
+    Departure,
+    EventLog,
+    History,
+    PendingEvent,
+    Presence,
+    RoomMember,
+)
 from shared.rooms import Room, RoomKind
 
 log = logging.getLogger("roomcast.rooms")
@@ -114,12 +121,15 @@ class Rooms:
             return True
         return await self._presence.size(room) + int(counting_self) <= limit
 
-    async def user_gone(self, room: str, member: RoomMember) -> None:
-        """A user the presence sweep found gone (their gateway died)."""
+    async def user_gone(self, departure: Departure) -> None:
+        """A user the presence sweep found gone (their gateway died). A departure can
+        come out of several sweeps (a lost reply, a sweeper that died): its token
+        makes the key, so its user_left is appended once."""
+        room, member = departure.room, departure.member
         if await self._announced(room, counting_self=True):
-            # each user comes out of a sweep once: a fresh key per departure
-            await self.publish_user_event("user_left", room, member,
-                                          f"user_left:{room}:{uuid.uuid4().hex}")
+            await self.publish_user_event(
+                "user_left", room, member,
+                f"user_left:{room}:{member.user_id}:swept:{departure.token}")
 
     async def _publish_presence(self, kind: str, room: str, p: Principal,
                                 connection_id: str) -> None:

@@ -67,6 +67,12 @@ def room_presence_names(room: str) -> str:
     return f"{PREFIX}:presence:{{{room}}}:names"
 
 
+def room_departures(room: str) -> str:
+    """Hash of user id -> "token|username": users the presence sweep removed from a
+    room whose `user_left` is not appended yet (kept until it is, or a day)."""
+    return f"{PREFIX}:presence:{{{room}}}:departures"
+
+
 def grants(user_id: int) -> str:
     """Set of rooms a user was granted."""
     return f"{PREFIX}:acl:{user_id}"

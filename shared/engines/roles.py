@@ -98,6 +98,16 @@ class RoomMember:
     username: str
 
 
+@dataclass(frozen=True, slots=True)
+class Departure:
+    """A user the presence sweep removed from a room; `token` names this departure
+    (the same each time it is returned), for the dedupe key of its `user_left`."""
+
+    room: str
+    member: RoomMember
+    token: str
+
+
 @dataclass(slots=True)
 class QueueStats:
     depth: int  # jobs waiting (all shards)
@@ -227,9 +237,14 @@ class Presence(Protocol):
         """Keep this gateway's live slots and memberships from expiring."""
         ...
 
-    async def sweep(self) -> list[tuple[str, RoomMember]]:
+    async def sweep(self) -> list[Departure]:
         """Users whose every connection in a room expired (their gateway died), removed
-        now, each returned once over all gateways, so one `user_left` goes out."""
+        now, and earlier departures not yet announced. One gateway sweeps at a time;
+        a departure comes back until `announced` is called for it."""
+        ...
+
+    async def announced(self, departure: Departure) -> None:
+        """The departure's `user_left` is appended: the sweep forgets it."""
         ...
 
 

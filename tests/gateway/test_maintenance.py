@@ -14,7 +14,7 @@ from gateway.maintenance import Maintenance
 from gateway.node import Node
 from shared import keys
 from shared.engines.redis.engine import RedisEngine
-from shared.engines.roles import Presence, RoomMember
+from shared.engines.roles import Departure, Presence
 from shared.settings import Settings
 from tests.support.delivery import eventually
 from tests.support.redis_fixture import RedisUnderTest
@@ -34,7 +34,7 @@ class StuckSweep:
                       memberships: Iterable[tuple[str, int, str]]) -> None:
         await self._real.refresh(slots, memberships)
 
-    async def sweep(self) -> list[tuple[str, RoomMember]]:
+    async def sweep(self) -> list[Departure]:
         self.entered.set()
         await self.release.wait()
         return await self._real.sweep()

@@ -1,7 +1,7 @@
 """Presence, connection slots and access in one process.
 
 With one gateway per process nothing outlives its gateway, so nothing needs an
-expiry: `refresh`, `sweep` and `free_previous_run` have nothing to do."""
+expiry: `refresh`, `sweep`, `announced` and `free_previous_run` have nothing to do."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from shared.codec import CONTROL_REVOKE, encode_control
 from shared.engines.access import check_link, own_room_answer
 from shared.engines.memory.store import MemoryStore
-from shared.engines.roles import RoomMember
+from shared.engines.roles import Departure, RoomMember
 from shared.rooms import Room, RoomKind, shard_of
 
 
@@ -71,8 +71,11 @@ class MemoryPresence:
                       memberships: Iterable[tuple[str, int, str]]) -> None:
         """Nothing expires in one process."""
 
-    async def sweep(self) -> list[tuple[str, RoomMember]]:
+    async def sweep(self) -> list[Departure]:
         return []  # no other gateway can die without saying goodbye
+
+    async def announced(self, departure: Departure) -> None:
+        """Nothing was kept."""
 
 
 class MemoryAccessData:

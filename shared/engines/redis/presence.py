@@ -21,11 +21,12 @@ import redis.asyncio as aioredis
 from shared import keys
 from shared.engines.redis.batcher import Command, CommandBatcher
 from shared.engines.redis.scripts import source
-from shared.engines.roles import RoomMember
+from shared.engines.roles import Departure, RoomMember
 
 EXPIRY_HEARTBEATS = 2.5  # < 3 intervals: a crashed gateway's slots are gone in time
 SCAN_BATCH = 200
 REFRESH_CHUNK = 500  # connections (or memberships) per refresh call
+DEPARTURES_KEPT_MS = 86_400_000  # an unannounced departure outlives any Redis blip
 
 
 def _text(value: bytes | str) -> str:
@@ -47,6 +48,7 @@ class RedisPresence:
         self._enter = client.register_script(source("presence_enter"))
         self._leave = client.register_script(source("presence_leave"))
         self._sweep = client.register_script(source("presence_sweep"))
+        self._announced = client.register_script(source("presence_announced"))
         self._refresh = client.register_script(source("presence_refresh"))
         if batcher is not None:
             for script in (self._claim, self._enter, self._leave, self._refresh):
@@ -93,7 +95,7 @@ class RedisPresence:
     # -- presence -------------------------------------------------------------------------
     def _room_keys(self, room: str, user_id: int) -> list[str]:
         return [keys.room_presence(room), keys.room_user_connections(room, user_id),
-                keys.room_presence_names(room)]
+                keys.room_presence_names(room), keys.room_departures(room)]
 
     async def enter(self, room: str, user_id: int, username: str, connection_id: str) -> bool:
         now, expiry = self._expiry()
@@ -188,20 +190,28 @@ class RedisPresence:
                 pipe.sadd(keys.presence_rooms(), *rooms)
             await pipe.execute()
 
-    async def sweep(self) -> list[tuple[str, RoomMember]]:
+    async def sweep(self) -> list[Departure]:
         taken = await self._redis.set(keys.presence_sweeper(), self._instance_id, nx=True,
                                       px=self._interval_ms)
         if not taken:
             return []
-        gone: list[tuple[str, RoomMember]] = []
+        gone: list[Departure] = []
         async for raw_room in self._redis.sscan_iter(keys.presence_rooms(), count=SCAN_BATCH):
             room = _text(raw_room)
-            presence = keys.room_presence(room)
-            pairs = await self._sweep(keys=[presence, keys.room_presence_names(room)],
-                                      args=[time.time()])
+            presence, departures = keys.room_presence(room), keys.room_departures(room)
+            pairs = await self._sweep(keys=[presence, keys.room_presence_names(room), departures],
+                                      args=[time.time(), DEPARTURES_KEPT_MS])
             for i in range(0, len(pairs), 2):
                 user_id = int(pairs[i])
-                gone.append((room, RoomMember(user_id, _text(pairs[i + 1]) or f"user-{user_id}")))
-            if not await self._redis.exists(presence):
+                token, _, name = _text(pairs[i + 1]).partition("|")
+                gone.append(Departure(room, RoomMember(user_id, name or f"user-{user_id}"),
+                                      token))
+            # a room stays on the sweeper's list while a departure waits to be announced
+            if not await self._redis.exists(presence, departures):
                 await self._redis.srem(keys.presence_rooms(), room)
         return gone
+
+    async def announced(self, departure: Departure) -> None:
+        member = departure.member
+        await self._announced(keys=[keys.room_departures(departure.room)],
+                              args=[member.user_id, f"{departure.token}|{member.username}"])
