@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 
 from roomcast.client.pacer import Pacer
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def test_a_burst_goes_out_at_once_then_sends_are_spaced_by_the_rate() -> None:

@@ -4,18 +4,11 @@ with entries, never for a quiet stream."""
 from __future__ import annotations
 
 from shared.engines.linger import Linger
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def test_no_pause_for_the_first_read_or_a_quiet_stream() -> None:
-    clock = Clock()
+    clock = FakeClock()
     linger = Linger(0.001, 0.002, clock)
     assert linger.delay == 0
     linger.read_returned(True)  # the first read: nothing to compare with
@@ -26,7 +19,7 @@ def test_no_pause_for_the_first_read_or_a_quiet_stream() -> None:
 
 
 def test_back_to_back_reads_with_entries_pause_until_the_stream_calms() -> None:
-    clock = Clock()
+    clock = FakeClock()
     linger = Linger(0.001, 0.002, clock)
     linger.read_returned(True)
     clock.now += 0.0005
