@@ -1,5 +1,6 @@
-"""The read linger: a pause before the next read only while reads come back to back
-with entries, never for a quiet stream."""
+"""The read linger: a pause before the next read only while reads with entries keep
+coming back fast on average; never for a quiet stream, nor for two events that
+merely arrive close together."""
 
 from __future__ import annotations
 
@@ -7,30 +8,31 @@ from shared.engines.linger import Linger
 from tests.support.clock import FakeClock
 
 
-def test_no_pause_for_the_first_read_or_a_quiet_stream() -> None:
+def reads(linger: Linger, clock: FakeClock, gaps: list[float]) -> list[float]:
+    """The delay asked for after each read, reads returning entries `gaps` apart."""
+    delays = []
+    for gap in gaps:
+        clock.now += gap
+        linger.read_returned(True)
+        delays.append(linger.delay)
+    return delays
+
+
+def test_a_quiet_stream_and_a_close_pair_never_wait() -> None:
     clock = FakeClock()
     linger = Linger(0.001, 0.002, clock)
     assert linger.delay == 0
-    linger.read_returned(True)  # the first read: nothing to compare with
-    assert linger.delay == 0
-    clock.now += 0.005  # 200 reads/s: each event goes out at once
-    linger.read_returned(True)
-    assert linger.delay == 0
+    assert reads(linger, clock, [0.005] * 5) == [0] * 5  # 200 reads/s
+    assert reads(linger, clock, [0.0002, 0.0002]) == [0, 0]  # two events close together
 
 
-def test_back_to_back_reads_with_entries_pause_until_the_stream_calms() -> None:
+def test_a_sustained_fast_stream_lingers_until_it_slows_or_stops() -> None:
     clock = FakeClock()
     linger = Linger(0.001, 0.002, clock)
-    linger.read_returned(True)
-    clock.now += 0.0005
-    linger.read_returned(True)
-    assert linger.delay == 0.001
-    clock.now += 0.0005
-    linger.read_returned(False)  # a block that timed out, or a read of nothing
+    delays = reads(linger, clock, [0.0002] * 10)
+    assert delays[:5] == [0] * 5 and delays[-3:] == [0.001] * 3
+    assert reads(linger, clock, [0.005] * 3)[-1] == 0  # back to 200 reads/s
+    reads(linger, clock, [0.0002] * 10)
+    linger.read_returned(False)  # a block that timed out: the stream is quiet
     assert linger.delay == 0
-    clock.now += 0.0005
-    linger.read_returned(True)
-    assert linger.delay == 0.001
-    clock.now += 0.003
-    linger.read_returned(True)
-    assert linger.delay == 0
+    assert reads(linger, clock, [0.0002])[0] == 0
