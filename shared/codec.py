@@ -86,8 +86,11 @@ def parse_stream_id(text: str) -> tuple[int, int] | None:
 def trusted_id_key(raw: bytes | str) -> tuple[int, int]:
     """The (ms, seq) of an id Redis itself returned: no validation, it is on the
     fan-out's per-entry path. Ids from clients go through `parse_stream_id`."""
-    ms, _, seq = raw.partition(b"-" if isinstance(raw, bytes) else "-")  # type: ignore[arg-type]
-    return int(ms), int(seq)
+    if isinstance(raw, bytes):
+        ms, _, seq = raw.partition(b"-")
+        return int(ms), int(seq)
+    text_ms, _, text_seq = raw.partition("-")
+    return int(text_ms), int(text_seq)
 
 
 def ws_text_frame(payload: bytes) -> bytes:
