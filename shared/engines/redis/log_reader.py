@@ -63,16 +63,16 @@ def _raw_reply(response: Any, **options: Any) -> Any:
 
 
 def _streams_of(reply: Any) -> Iterable[tuple[Any, list[Any]]]:
-    """(stream, entries) pairs from a RESP3 map, a RESP2 list, or redis-py's list (its
-    shape when the URL names no protocol; a URL with `protocol=3` gets the map)."""
+    """(stream, entries) pairs from the reader client's raw reply (a RESP3 map, or a
+    list over RESP2) or from the other client's reply, which redis-py converts to a
+    list."""
     if not reply:
         return ()
     return reply.items() if isinstance(reply, dict) else reply
 
 
 def _entries_of(reply: Any) -> list[Any]:
-    """The entries of a one-stream reply, in any of the shapes above (redis-py's RESP3
-    conversion turns "no entries" into one empty entry)."""
+    """The entries of a one-stream reply, in any of the shapes above."""
     return [entry for _, entries in _streams_of(reply) for entry in entries if entry]
 
 
@@ -105,7 +105,6 @@ class ShardConsumer:
     def __init__(self, reader: aioredis.Redis, client: aioredis.Redis, instance_id: str,
                  shards: Sequence[int], sink: LogSink) -> None:
         self._reader = reader  # never retries: see the module doc
-        reader.set_response_callback("XREADGROUP", _raw_reply)
         self._redis = client
         self._group = keys.gateway_group(instance_id)
         self._consumer = instance_id
@@ -334,6 +333,8 @@ class RedisLogReader:
     def __init__(self, reader: aioredis.Redis, client: aioredis.Redis, instance_id: str,
                  groups: list[list[int]], sink: LogSink) -> None:
         self._redis = client
+        # the reader client serves only these reads: their replies stay raw (_parse)
+        reader.set_response_callback("XREADGROUP", _raw_reply)
         self._consumers = [ShardConsumer(reader, client, instance_id, shards, sink)
                            for shards in groups]
         self._tasks: list[asyncio.Task[None]] = []

@@ -1,6 +1,7 @@
 -- A connection enters a room. KEYS[1] room presence (user ids), KEYS[2] the
 -- user's connections in the room, KEYS[3] the room's usernames (expiring with its
--- presence), KEYS[4] its departures not yet announced. ARGV[1] now  ARGV[2] expiry  ARGV[3] connection id  ARGV[4] user id
+-- presence), KEYS[4] its departures not yet announced (presence_sweep.lua).
+-- ARGV[1] now  ARGV[2] expiry  ARGV[3] connection id  ARGV[4] user id
 -- ARGV[5] username.
 -- Returns 1 if this is the user's only live connection in the room (the first):
 -- the same answer when a call is retried, whose user_joined then dedupes by key.
