@@ -73,7 +73,7 @@ def test_bad_arguments(tmp_path: Path, args: list[str]) -> None:
 
 
 def test_malformed_redis_url(tmp_path: Path) -> None:
-    env = clean_env(REDIS_URL="localhost:6379")
+    env = clean_env(REDIS_URL="localhost:6390")  # no scheme; never the shared 6379
     line = one_line_error(run_cli("publish", "task.created", "--room", "project:1",
                                   "--data", TASK, cwd=tmp_path, env=env))
     assert "REDIS_URL" in line

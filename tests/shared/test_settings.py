@@ -43,10 +43,10 @@ def test_lists_are_read_from_comma_separated_env(monkeypatch: pytest.MonkeyPatch
     ("ACCESS_MODE", "everyone"),
     ("ENGINE", "kafka"),
     ("REDIS_CLUSTER", "maybe"),
-    ("REDIS_URL", "localhost:6379"),
-    ("REDIS_URL", "http://localhost:6379/0"),
+    ("REDIS_URL", "localhost:6390"),
+    ("REDIS_URL", "http://localhost:6390/0"),
     ("REDIS_URL", "redis://localhost:port/0"),
-    ("REDIS_URL", "redis://localhost:6379/0?protocol=3"),
+    ("REDIS_URL", "redis://localhost:6390/0?protocol=3"),
     ("DRAMATIQ_BROKER_URL", "redis//localhost"),
 ])
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str,
