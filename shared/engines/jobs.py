@@ -10,9 +10,11 @@ once the link is in force too (same shard, same order)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
+from shared import keys
 from shared.engines.roles import AccessJob, EventJob, Job, PendingEvent
 from shared.rooms import shard_of
 
@@ -40,6 +42,18 @@ def split_by_shard(jobs: Sequence[Job], shards: int) -> dict[int, list[Job]]:
                 out.setdefault(shard, []).append(
                     EventJob(tuple(events[start:start + MAX_EVENTS_PER_JOB])))
     return out
+
+
+def enqueue_args(bound: int, shard_jobs: Sequence[tuple[int, Sequence[Job]]]
+                 ) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of enqueue.lua for these shards' jobs."""
+    args: list[Any] = [bound]
+    for _, jobs in shard_jobs:
+        args.append(len(jobs))
+        for job in jobs:
+            fields = to_fields(job)
+            args += [len(fields) // 2, *fields]
+    return [keys.inbox(shard) for shard, _ in shard_jobs], args
 
 
 def to_fields(job: Job) -> list[bytes | str]:

@@ -1,22 +1,30 @@
--- Queue a producer's jobs for one shard, all or none, unless the shard's inbox is
--- past its bound (back-pressure: the producer waits or gives up; nothing is dropped).
--- All or none keeps a producer's order: a later job can never be queued ahead of an
--- earlier one that was refused.
--- KEYS[1] inbox stream
--- ARGV[1] bound (entries)  ARGV[2] number of jobs
--- then per job: the number of field/value pairs, then the pairs
--- Returns the number of jobs queued: all of them, or 0 when the inbox is full.
-if redis.call("XLEN", KEYS[1]) >= tonumber(ARGV[1]) then
-  return 0
-end
-local at = 3
-for _ = 1, tonumber(ARGV[2]) do
-  local pairs_count = tonumber(ARGV[at])
-  local fields = {}
-  for j = 1, pairs_count * 2 do
-    fields[j] = ARGV[at + j]
+-- Queue jobs for one or more shards; each shard's jobs all or none, unless its inbox
+-- is past the bound (back-pressure: the producer waits or gives up; nothing is
+-- dropped). All or none keeps a producer's order: a later job can never be queued
+-- ahead of an earlier one that was refused.
+-- KEYS[i] the i-th shard's inbox stream
+-- ARGV[1] bound (entries), then per key: its number of jobs, then per job the number
+-- of field/value pairs and the pairs
+-- Returns per key the number of jobs queued: all of that key's, or 0 when its inbox
+-- is full.
+local bound = tonumber(ARGV[1])
+local at = 2
+local queued = {}
+for i, inbox in ipairs(KEYS) do
+  local jobs = tonumber(ARGV[at])
+  at = at + 1
+  local room = redis.call("XLEN", inbox) < bound
+  for _ = 1, jobs do
+    local pairs_count = tonumber(ARGV[at])
+    if room then
+      local fields = {}
+      for j = 1, pairs_count * 2 do
+        fields[j] = ARGV[at + j]
+      end
+      redis.call("XADD", inbox, "*", unpack(fields))
+    end
+    at = at + 1 + pairs_count * 2
   end
-  redis.call("XADD", KEYS[1], "*", unpack(fields))
-  at = at + 1 + pairs_count * 2
+  queued[i] = room and jobs or 0
 end
-return tonumber(ARGV[2])
+return queued

@@ -1,0 +1,148 @@
+"""Group commit for the threaded producer side: concurrent enqueues of one process
+share one script call.
+
+The first caller leads a round: it takes every call queued so far, queues all their
+jobs with one EVALSHA on the queue's own connection, and hands each caller its
+answer. Callers that arrive during the round wait for the next one, which the first
+of them leads.
+
+Why: with 8 producer threads each enqueue paid its own send, receive and GIL
+hand-over, and Redis its own script call. Measured with 8 threads publishing single
+events, one per call: 169 -> 121 microseconds of producer CPU and 33 -> 16 of Redis
+CPU per event.
+
+Jobs stay as their producers made them (one inbox entry each): the worker retries
+and sets aside a failing job alone, so one producer's job never takes another's
+events with it.
+
+What a lone call promised still holds: each caller's jobs for a shard are queued
+all or none and in its order, and a full shard refuses them all (each caller then
+waits or gives up on its own). Jobs of different callers are different producers',
+so their order within a round is free.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.engines.jobs import enqueue_args
+from shared.engines.roles import Job
+
+_OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class _Call:
+    """One caller's jobs by shard, waiting for a round; then the shards queued."""
+
+    __slots__ = ("done", "error", "lead", "pending", "queued")
+
+    def __init__(self, pending: Mapping[int, Sequence[Job]]) -> None:
+        self.pending = pending
+        self.queued: set[int] = set()
+        self.error: BaseException | None = None
+        self.done = threading.Lock()
+        self.done.acquire()  # released once: the answer is in, or this caller now leads
+        self.lead = False
+
+    def result(self) -> set[int]:
+        if self.error is not None:
+            raise self.error
+        return self.queued
+
+
+class GroupCommit:
+    def __init__(self, client: redis.Redis, script: str, bound: int) -> None:
+        self._pool = client.connection_pool
+        self._script = script
+        self._sha = hashlib.sha1(script.encode()).hexdigest()
+        self._bound = bound
+        self._reset()
+        # A child forked while another thread led a round must not wait for it, nor
+        # share the parent's socket.
+        os.register_at_fork(after_in_child=functools.partial(_reset_in_child,
+                                                             weakref.ref(self)))
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[_Call] = []
+        self._busy = False
+        self._conn: Any = None
+
+    def submit(self, pending: Mapping[int, Sequence[Job]]) -> set[int]:
+        """Queue each shard's jobs, all or none per shard; returns the shards queued.
+        Raises what the round met (a connection error: the caller retries)."""
+        call = _Call(pending)
+        with self._lock:
+            self._waiting.append(call)
+            lead, self._busy = not self._busy, True
+        if not lead:
+            call.done.acquire()  # until the leader answers, or hands the lead over
+            if not call.lead:
+                return call.result()
+        self._lead(call)
+        return call.result()
+
+    def _lead(self, mine: _Call) -> None:
+        with self._lock:
+            calls, self._waiting = self._waiting, []
+        try:
+            self._round(calls)
+        except BaseException as exc:  # each caller of the round gets it
+            for call in calls:
+                call.error = exc
+        with self._lock:
+            successor = self._waiting[0] if self._waiting else None
+            self._busy = successor is not None
+        for call in calls:
+            if call is not mine:
+                call.done.release()
+        if successor is not None:
+            successor.lead = True
+            successor.done.release()
+
+    def _round(self, calls: list[_Call]) -> None:
+        by_shard: dict[int, list[Job]] = {}
+        for call in calls:
+            for shard, jobs in call.pending.items():
+                by_shard.setdefault(shard, []).extend(jobs)
+        shards = list(by_shard)
+        call_keys, args = enqueue_args(
+            self._bound, [(shard, by_shard[shard]) for shard in shards])
+        replies = self._evalsha(call_keys, args)
+        queued = {shard for shard, n in zip(shards, replies, strict=True) if n}
+        for call in calls:
+            call.queued = queued.intersection(call.pending)
+
+    def _evalsha(self, call_keys: list[str], args: list[Any]) -> Any:
+        if self._conn is None:
+            self._conn = self._pool.get_connection()
+        conn = self._conn
+        try:
+            conn.send_command("EVALSHA", self._sha, len(call_keys), *call_keys, *args)
+            try:
+                return conn.read_response()
+            except NoScriptError:  # a fresh (or flushed) Redis: load it once, then again
+                conn.send_command("SCRIPT", "LOAD", self._script)
+                conn.read_response()
+            conn.send_command("EVALSHA", self._sha, len(call_keys), *call_keys, *args)
+            return conn.read_response()
+        except _OUTAGE:
+            conn.disconnect()  # reconnects on the next round
+            raise
+
+
+def _reset_in_child(ref: weakref.ref[GroupCommit]) -> None:
+    commit = ref()
+    if commit is not None:
+        commit._reset()
