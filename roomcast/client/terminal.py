@@ -40,6 +40,10 @@ async def run_terminal(
 ) -> int:
     """Run until `quit`, end of input, or the client stops for good; the exit code.
 
+    At end of input (commands piped in) it first waits for the connection's verdict
+    and for the replies to the commands read, so a script sees them and a refused
+    token is still reported.
+
     0 after `quit` or end of input; 1 when the gateway refused the token (4401,
     4403) or no attempt to connect succeeded `max_failed_attempts` times in a
     row before the first connection (a wrong URL). Once connected, the client
@@ -62,7 +66,10 @@ async def run_terminal(
                     next_line.cancel()
                     break
                 line = next_line.result()
-                if line is None or line.strip() in ("quit", "exit"):
+                if line is None:  # piped input ran out: let what it asked for finish
+                    await _finish(watch, closed, commands)
+                    break
+                if line.strip() in ("quit", "exit"):
                     break
                 command = _start_command(client, line, out)
                 if command is not None:
@@ -88,22 +95,43 @@ class _Watch:
         self.failed = 0
         self.connected = False
         self.problem: str | None = None
-        self.gave_up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.gave_up: asyncio.Future[None] = loop.create_future()
+        # the first attempts' outcome: connected, refused, or given up on
+        self.decided: asyncio.Future[None] = loop.create_future()
         client.on(Connected, self._on_connected)
         client.on(Disconnected, self._on_disconnected)
 
+    def _decide(self) -> None:
+        if not self.decided.done():
+            self.decided.set_result(None)
+
     def _on_connected(self, event: Connected) -> None:
         self.connected = True
+        self._decide()
 
     def _on_disconnected(self, event: Disconnected) -> None:
         if event.code in AUTH_CLOSE_CODES and not event.will_reconnect:
             self.problem = _refusal(event)
+            self._decide()
         elif event.will_reconnect and not self.connected:
             self.failed += 1
             if self.failed >= self.max_failed and not self.gave_up.done():
                 self.problem = (f"cannot connect to {self.url}: {_failure(event.reason)} "
                                 f"(gave up after {self.failed} attempts)")
                 self.gave_up.set_result(None)
+                self._decide()
+
+
+async def _finish(watch: _Watch, closed: asyncio.Future[Any],
+                  commands: set[asyncio.Task[None]]) -> None:
+    """End of piped input (`echo "join project:1" | roomcast client`): wait for the
+    connection's verdict, so that a refused token is still reported, then for the
+    commands' replies (each bounded by its request timeout) before closing."""
+    await asyncio.wait({watch.decided, closed}, return_when=asyncio.FIRST_COMPLETED)
+    if watch.connected:
+        await asyncio.wait({asyncio.gather(*commands, return_exceptions=True), closed},
+                           return_when=asyncio.FIRST_COMPLETED)
 
 
 def _refusal(event: Disconnected) -> str:

@@ -569,3 +569,34 @@ async def test_terminal_client_runs_commands_and_prints_events() -> None:
             assert (await out.next("usage"))["error"] == "unknown command: bogus"
             type_line("quit")
             await asyncio.wait_for(terminal, DEADLINE)
+
+
+async def test_piped_commands_are_answered_before_the_terminal_exits() -> None:
+    """`echo "join project:1" | roomcast client`: input ends at once, yet the join is
+    sent and its reply printed before the client closes (it used to close first)."""
+    out = _Lines()
+    async with scripted_server() as server:
+        terminal = asyncio.create_task(run_terminal(
+            server.url, "tok-1", stdin=io.StringIO("join project:1\n"), stdout=out,
+            connect_kwargs={"proxy": None}))
+        peer = await server.accept()
+        await peer.hello()
+        while (join := await peer.expect("join_room"))["room"] != "project:1":
+            await peer.answer_join(join)
+        await peer.answer_join(join, "7-0")
+        assert (await out.next("result"))["result"]["last_id"] == "7-0"
+        assert await asyncio.wait_for(terminal, DEADLINE) == 0
+
+
+async def test_a_refused_token_is_reported_when_input_ends_at_once() -> None:
+    """`roomcast client < /dev/null` with a bad token: the 4401 still reaches the user
+    (it used to exit 0 before the gateway's answer arrived)."""
+    err = io.StringIO()
+    async with scripted_server() as server:
+        terminal = asyncio.create_task(run_terminal(
+            server.url, "bad", stdin=io.StringIO(""), stdout=_Lines(), stderr=err,
+            connect_kwargs={"proxy": None}))
+        peer = await server.accept()
+        await peer.drop(4401, "Authentication failed")
+        assert await asyncio.wait_for(terminal, DEADLINE) == 1
+    assert "4401" in err.getvalue() and "roomcast token" in err.getvalue()
