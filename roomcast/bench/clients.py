@@ -19,7 +19,7 @@ import orjson
 
 from roomcast.bench.publisher import EVENT_TYPE
 from roomcast.bench.stats import Histogram, Timeline, bucket_of
-from roomcast.bench.wsclient import WSClientProtocol
+from roomcast.bench.wsclient import WSClient, connect
 
 MAX_ERRORS_KEPT = 20
 RESUME_CODES = frozenset({1006, 1011, 1012, 1013})  # abnormal, error, restart, slow consumer
@@ -146,19 +146,13 @@ class ClientState:
         return max(0, len(self.seen) - published - self.seen.count(0, published))
 
 
-class BenchConnection(WSClientProtocol):
+class BenchConnection(WSClient):
     def __init__(self, state: ClientState, fleet: Fleet, since: str | None) -> None:
-        super().__init__(state.url)
+        super().__init__()
         self.state = state
         self.fleet = fleet
         self.since = since
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def data_received(self, data: bytes) -> None:
-        if self.fleet.deadline and time.time() > self.fleet.deadline:
-            self.pause()  # past the run's bound: what arrives now is not counted
-            return
-        super().data_received(data)
 
     def join(self) -> None:
         frame: dict[str, Any] = {"type": "join_room", "room": self.state.room}
@@ -167,6 +161,9 @@ class BenchConnection(WSClientProtocol):
         self.send_text(orjson.dumps(frame))
 
     def on_text(self, payload: bytes, now: float) -> None:
+        if self.fleet.deadline and now > self.fleet.deadline:
+            self.pause()  # past the run's bound: what arrives now is not counted
+            return
         message = orjson.loads(payload)
         kind = message.get("type")
         state = self.state
@@ -217,7 +214,7 @@ class Fleet:
         self.closes_by_code: Counter[str] = Counter()
         self.other_frames = 0
         self.stopping = False
-        self.deadline = 0.0  # wall clock; 0 = none. Checked per received chunk, so the
+        self.deadline = 0.0  # wall clock; 0 = none. Checked per received message, so the
         # bound holds even when a saturated event loop wakes the drain coroutine late
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -228,16 +225,16 @@ class Fleet:
 
     # -- connecting ----------------------------------------------------------------------
     async def open(self, state: ClientState, timeout: float, since: str | None = None) -> bool:
-        loop = asyncio.get_running_loop()
-        conn = BenchConnection(state, self, since)
+        conn: BenchConnection | None = None
         try:
             async with asyncio.timeout(timeout):
-                await loop.create_connection(lambda: conn, conn.host, conn.port)
-                await conn.upgraded
+                conn = await connect(lambda: BenchConnection(state, self, since), state.url,
+                                     timeout)
                 await conn.ready
         except Exception as exc:  # any failure to connect is reported, not fatal
             self.error(f"client {state.idx}: connect: {type(exc).__name__}: {exc}")
-            conn.close()
+            if conn is not None:
+                conn.close()
             return False
         state.connection = conn
         return True
