@@ -118,7 +118,8 @@ class _ScriptCalls:
 
 
 class RedisJobQueue:
-    """The producer side for backends and workers (threads)."""
+    """The producer side for backends and workers (threads); calls made at the same
+    time by several threads share one script call (group_commit.py)."""
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self._redis = client
