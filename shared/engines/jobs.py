@@ -44,15 +44,27 @@ def split_by_shard(jobs: Sequence[Job], shards: int) -> dict[int, list[Job]]:
     return out
 
 
+def job_args(jobs: Sequence[Job]) -> tuple[int, list[Any]]:
+    """The number of jobs and their part of enqueue.lua's ARGV: per job the number of
+    field/value pairs, then the pairs. Raises TypeError for a value Redis cannot take
+    (a hand-made job with a None in it), before anything is sent."""
+    args: list[Any] = []
+    for job in jobs:
+        fields = to_fields(job)
+        for value in fields:
+            if not isinstance(value, (bytes, str)):
+                raise TypeError(f"a job field is {type(value).__name__}, not text: {job!r}"[:300])
+        args += [len(fields) // 2, *fields]
+    return len(jobs), args
+
+
 def enqueue_args(bound: int, shard_jobs: Sequence[tuple[int, Sequence[Job]]]
                  ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of enqueue.lua for these shards' jobs."""
     args: list[Any] = [bound]
     for _, jobs in shard_jobs:
-        args.append(len(jobs))
-        for job in jobs:
-            fields = to_fields(job)
-            args += [len(fields) // 2, *fields]
+        count, part = job_args(jobs)
+        args += [count, *part]
     return [keys.inbox(shard) for shard, _ in shard_jobs], args
 
 

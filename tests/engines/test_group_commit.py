@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+import orjson
 import pytest
 import redis
 
@@ -42,6 +45,16 @@ def job(room: str) -> EventJob:
 
 def inbox_total(r: redis.Redis) -> int:
     return sum(int(r.xlen(keys.inbox(shard))) for shard in range(SHARDS))
+
+
+def queued_keys(r: redis.Redis) -> set[str]:
+    """The event keys of every job in the inboxes."""
+    found = set()
+    for shard in range(SHARDS):
+        for _, fields in r.xrange(keys.inbox(shard)):
+            if b"m0" in fields:
+                found.add(str(orjson.loads(fields[b"m0"])[0]))
+    return found
 
 
 def evalsha_calls(r: redis.Redis) -> int:
@@ -77,15 +90,16 @@ def waiting(queue: RedisJobQueue) -> int:
 
 
 class Caller(threading.Thread):
-    def __init__(self, queue: RedisJobQueue, room: str, timeout: float | None = None
-                 ) -> None:
+    def __init__(self, queue: RedisJobQueue, room: str, timeout: float | None = None,
+                 jobs: list[EventJob] | None = None) -> None:
         super().__init__(daemon=True)
-        self.queue, self.room, self.timeout = queue, room, timeout
+        self.queue, self.timeout = queue, timeout
+        self.jobs = jobs if jobs is not None else [job(room)]
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            self.queue.enqueue([job(self.room)], timeout=self.timeout)
+            self.queue.enqueue(self.jobs, timeout=self.timeout)
         except BaseException as exc:
             self.error = exc
 
@@ -188,4 +202,110 @@ def test_a_child_forked_during_a_round_queues_on_its_own(
     assert os.waitstatus_to_exitcode(done[1]) == 0
     leader.join(10)
     assert not leader.is_alive() and leader.error is None, leader.error
+    assert inbox_total(admin) - before == 2
+
+
+class Interrupted(Exception):
+    """What a signal handler raises in the main thread (as Ctrl-C's KeyboardInterrupt)."""
+
+
+@contextmanager
+def interrupt_on_usr1() -> Iterator[None]:
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted()
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
+def interrupt_main_after(prepare: Callable[[], None]) -> threading.Thread:
+    """A thread that runs `prepare`, then interrupts the main thread (this test's)."""
+    main = threading.get_ident()
+
+    def run() -> None:
+        try:
+            prepare()
+        finally:
+            signal.pthread_kill(main, signal.SIGUSR1)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_waiter_interrupted_by_a_signal_leaves_the_others_their_turn(
+        redis_server: RedisUnderTest, admin: redis.Redis) -> None:
+    queue = make_queue(redis_server)
+    before = inbox_total(admin)
+    leader = start_round_in_flight(queue, admin)
+    follower = Caller(queue, room_in(2))
+
+    def behind_the_main_thread() -> None:
+        wait_until(lambda: waiting(queue) == 1, "the main thread waiting")
+        follower.start()
+        wait_until(lambda: waiting(queue) == 2, "a caller behind it")
+
+    with interrupt_on_usr1():
+        interrupt_main_after(behind_the_main_thread)
+        with pytest.raises(Interrupted):
+            queue.enqueue([job(room_in(1))])
+    admin.client_unpause()
+    for caller in [leader, follower]:  # the lead must not go to the caller that left
+        caller.join(10)
+        assert not caller.is_alive() and caller.error is None, caller.error
+    assert inbox_total(admin) - before == 2  # the interrupted call was never sent
+
+
+def test_a_leader_interrupted_by_a_signal_leaves_the_others_of_its_round_to_retry(
+        redis_server: RedisUnderTest, admin: redis.Redis) -> None:
+    queue = make_queue(redis_server)
+    first = start_round_in_flight(queue, admin)
+    conn = queue._enqueue._conn  # type: ignore[union-attr]
+    first_socket = conn._sock
+    followers = [Caller(queue, room_in(k % SHARDS)) for k in range(2)]
+
+    def main_thread_leads_a_round_with_two_callers() -> None:
+        wait_until(lambda: waiting(queue) == 1, "the main thread behind the first round")
+        for caller in followers:
+            caller.start()
+        wait_until(lambda: waiting(queue) == 3, "two callers behind it too")
+        admin.client_kill_filter(_type="normal", skipme=True)  # the first round fails
+        wait_until(lambda: conn._sock not in (None, first_socket),
+                   "the main thread's round, on a new connection")
+
+    with interrupt_on_usr1():
+        interrupt_main_after(main_thread_leads_a_round_with_two_callers)
+        with pytest.raises(Interrupted):
+            queue.enqueue([job(room_in(1))])  # Redis holds its round unanswered
+    admin.client_unpause()
+    for caller in [first, *followers]:  # not the leader's Interrupted: they retried
+        caller.join(10)
+        assert not caller.is_alive() and caller.error is None, caller.error
+    # Whether Redis ran the interrupted round is unknown to its callers, as for any
+    # request interrupted on the way (those that retried may then be queued twice,
+    # which the appends' dedupe by key absorbs); each of the others' jobs is there.
+    queued = queued_keys(admin)
+    assert all(caller.jobs[0].events[0].key in queued for caller in [first, *followers])
+
+
+def test_a_job_redis_cannot_take_fails_only_its_own_caller(
+        redis_server: RedisUnderTest, admin: redis.Redis) -> None:
+    queue = make_queue(redis_server)
+    before = inbox_total(admin)
+    leader = start_round_in_flight(queue, admin)
+    room = room_in(1)
+    broken = Caller(queue, room, jobs=[EventJob((PendingEvent("k", room, None),))])  # type: ignore[arg-type]
+    fine = Caller(queue, room_in(2))
+    for caller in [broken, fine]:
+        caller.start()
+    wait_until(lambda: waiting(queue) == 2, "two callers behind the round")
+    admin.client_unpause()
+    for caller in [leader, broken, fine]:
+        caller.join(10)
+        assert not caller.is_alive()
+    assert isinstance(broken.error, TypeError), broken.error
+    assert leader.error is None and fine.error is None, (leader.error, fine.error)
     assert inbox_total(admin) - before == 2

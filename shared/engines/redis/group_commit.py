@@ -19,6 +19,11 @@ What a lone call promised still holds: each caller's jobs for a shard are queued
 all or none and in its order, and a full shard refuses them all (each caller then
 waits or gives up on its own). Jobs of different callers are different producers',
 so their order within a round is free.
+
+Failures stay with their caller: a job Redis cannot take fails its own call only;
+a lost connection reaches every caller of the round, who retry; a leader stopped by
+a signal (Ctrl-C in the main thread) leaves the others of its round a retryable
+error, and a waiter stopped so leaves the queue, passing the lead on if it had it.
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ from typing import Any
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.engines.jobs import enqueue_args
+from shared import keys
+from shared.engines.jobs import job_args
 from shared.engines.roles import Job
 
 _OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -87,41 +93,85 @@ class GroupCommit:
             self._waiting.append(call)
             lead, self._busy = not self._busy, True
         if not lead:
-            call.done.acquire()  # until the leader answers, or hands the lead over
+            try:
+                call.done.acquire()  # until the leader answers, or hands the lead over
+            except BaseException:  # a signal's exception in the main thread
+                self._abandon(call)
+                raise
             if not call.lead:
                 return call.result()
         self._lead(call)
         return call.result()
 
-    def _lead(self, mine: _Call) -> None:
+    def _abandon(self, call: _Call) -> None:
+        """A waiter leaves: out of the queue, and the lead, if it was handed to it,
+        goes on to the next waiter, so that nobody waits for a leader that left."""
         with self._lock:
-            calls, self._waiting = self._waiting, []
-        try:
-            self._round(calls)
-        except BaseException as exc:  # each caller of the round gets it
-            for call in calls:
-                call.error = exc
-        with self._lock:
-            successor = self._waiting[0] if self._waiting else None
-            self._busy = successor is not None
-        for call in calls:
-            if call is not mine:
-                call.done.release()
+            if call in self._waiting:
+                self._waiting.remove(call)
+            successor = None
+            if call.lead:
+                successor = self._waiting[0] if self._waiting else None
+                self._busy = successor is not None
+                if successor is not None:
+                    successor.lead = True
         if successor is not None:
-            successor.lead = True
             successor.done.release()
 
+    def _lead(self, mine: _Call) -> None:
+        calls: list[_Call] = []
+        try:
+            with self._lock:
+                calls, self._waiting = self._waiting, []
+            self._round(calls)
+        except BaseException as exc:
+            for call in calls:
+                # The others did not fail; their call did not go through: they retry.
+                call.error = exc if call is mine or isinstance(exc, _OUTAGE) else (
+                    RedisConnectionError(f"the round was interrupted: {exc!r}"))
+            if mine not in calls:
+                mine.error = exc
+        finally:  # whatever happened, every caller is answered and the lead goes on
+            with self._lock:
+                if mine in self._waiting:  # interrupted before taking the calls
+                    self._waiting.remove(mine)
+                successor = self._waiting[0] if self._waiting else None
+                self._busy = successor is not None
+                if successor is not None:
+                    successor.lead = True
+            for call in calls:
+                if call is not mine:
+                    call.done.release()
+            if successor is not None:
+                successor.done.release()
+
     def _round(self, calls: list[_Call]) -> None:
-        by_shard: dict[int, list[Job]] = {}
+        """One script call for every call's jobs. A call whose jobs cannot be encoded
+        fails alone, before anything is sent."""
+        by_shard: dict[int, tuple[list[int], list[Any]]] = {}
+        sent: list[_Call] = []
         for call in calls:
-            for shard, jobs in call.pending.items():
-                by_shard.setdefault(shard, []).extend(jobs)
+            try:
+                parts = [(shard, job_args(jobs)) for shard, jobs in call.pending.items()]
+            except (TypeError, ValueError) as exc:
+                call.error = exc
+                continue
+            sent.append(call)
+            for shard, (count, part) in parts:
+                counts, shard_args = by_shard.setdefault(shard, ([0], []))
+                counts[0] += count
+                shard_args += part
+        if not by_shard:
+            return
         shards = list(by_shard)
-        call_keys, args = enqueue_args(
-            self._bound, [(shard, by_shard[shard]) for shard in shards])
-        replies = self._evalsha(call_keys, args)
+        args: list[Any] = [self._bound]
+        for shard in shards:
+            counts, shard_args = by_shard[shard]
+            args.append(counts[0])
+            args += shard_args
+        replies = self._evalsha([keys.inbox(shard) for shard in shards], args)
         queued = {shard for shard, n in zip(shards, replies, strict=True) if n}
-        for call in calls:
+        for call in sent:
             call.queued = queued.intersection(call.pending)
 
     def _evalsha(self, call_keys: list[str], args: list[Any]) -> Any:
@@ -137,8 +187,12 @@ class GroupCommit:
                 conn.read_response()
             conn.send_command("EVALSHA", self._sha, len(call_keys), *call_keys, *args)
             return conn.read_response()
-        except _OUTAGE:
-            conn.disconnect()  # reconnects on the next round
+        except ResponseError:
+            raise  # an error reply was read: the connection is in step
+        except BaseException:
+            # lost, or interrupted between a send and its reply: a reply may be left
+            # unread, which the next round would take for its own
+            conn.disconnect()
             raise
 
 
