@@ -109,14 +109,18 @@ class GroupCommit:
         with self._lock:
             if call in self._waiting:
                 self._waiting.remove(call)
-            successor = None
-            if call.lead:
-                successor = self._waiting[0] if self._waiting else None
-                self._busy = successor is not None
-                if successor is not None:
-                    successor.lead = True
+            successor = self._hand_over() if call.lead else None
         if successor is not None:
             successor.done.release()
+
+    def _hand_over(self) -> _Call | None:
+        """With the lock held: the lead goes to the first waiter, if any (released by
+        the caller once the lock is free)."""
+        successor = self._waiting[0] if self._waiting else None
+        self._busy = successor is not None
+        if successor is not None:
+            successor.lead = True
+        return successor
 
     def _lead(self, mine: _Call) -> None:
         calls: list[_Call] = []
@@ -135,10 +139,7 @@ class GroupCommit:
             with self._lock:
                 if mine in self._waiting:  # interrupted before taking the calls
                     self._waiting.remove(mine)
-                successor = self._waiting[0] if self._waiting else None
-                self._busy = successor is not None
-                if successor is not None:
-                    successor.lead = True
+                successor = self._hand_over()
             for call in calls:
                 if call is not mine:
                     call.done.release()
@@ -148,7 +149,8 @@ class GroupCommit:
     def _round(self, calls: list[_Call]) -> None:
         """One script call for every call's jobs. A call whose jobs cannot be encoded
         fails alone, before anything is sent."""
-        by_shard: dict[int, tuple[list[int], list[Any]]] = {}
+        counts: dict[int, int] = {}  # per shard, in order of first use
+        shard_args: dict[int, list[Any]] = {}
         sent: list[_Call] = []
         for call in calls:
             try:
@@ -158,17 +160,14 @@ class GroupCommit:
                 continue
             sent.append(call)
             for shard, (count, part) in parts:
-                counts, shard_args = by_shard.setdefault(shard, ([0], []))
-                counts[0] += count
-                shard_args += part
-        if not by_shard:
+                counts[shard] = counts.get(shard, 0) + count
+                shard_args.setdefault(shard, []).extend(part)
+        if not counts:
             return
-        shards = list(by_shard)
+        shards = list(counts)
         args: list[Any] = [self._bound]
         for shard in shards:
-            counts, shard_args = by_shard[shard]
-            args.append(counts[0])
-            args += shard_args
+            args += [counts[shard], *shard_args[shard]]
         replies = self._evalsha([keys.inbox(shard) for shard in shards], args)
         queued = {shard for shard, n in zip(shards, replies, strict=True) if n}
         for call in sent:
