@@ -10,6 +10,7 @@ from redis.cluster import RedisCluster
 
 from shared import keys
 from shared.settings import Settings
+from tests.support.delivery import eventually
 from tests.support.redis_cluster import running_cluster
 from tests.support.redis_fixture import RedisUnderTest
 from tests.support.stack import JWT_SECRET, Stack
@@ -43,38 +44,47 @@ async def test_events_fan_out_and_resume_on_a_cluster(cluster_stack: Stack, clus
     backend = Backend(Settings(REDIS_URL=cluster_url, REDIS_CLUSTER=True, JWT_SECRET=JWT_SECRET,
                                STREAM_SHARDS=8))
     rooms = [f"project:{n}" for n in range(1, 9)]  # spread over shards, so over slots
-    a = await WsClient.open(cluster_stack.gateways[0].url, make_token(5001, "a"))
-    b = await WsClient.open(cluster_stack.gateways[1].url, make_token(5002, "b"))
-    for client in (a, b):
-        await client.wait_for(lambda f: f["type"] == "connected")
+    clients: list[WsClient] = []
+    try:
+        a = await WsClient.open(cluster_stack.gateways[0].url, make_token(5001, "a"))
+        clients.append(a)
+        b = await WsClient.open(cluster_stack.gateways[1].url, make_token(5002, "b"))
+        clients.append(b)
+        for client in (a, b):
+            await client.wait_for(lambda f: f["type"] == "connected")
+            for room in rooms:
+                assert (await client.join(room))["type"] == "room_joined"
+        for n, room in enumerate(rooms):
+            backend.project_updated(room, project_id=n + 1, changes={"n": n})
         for room in rooms:
-            assert (await client.join(room))["type"] == "room_joined"
-    for n, room in enumerate(rooms):
-        backend.project_updated(room, project_id=n + 1, changes={"n": n})
-    for room in rooms:
-        got_a = await a.wait_events(room, 1, type_="project.updated")
-        got_b = await b.wait_events(room, 1, type_="project.updated")
-        assert got_a[0]["id"] == got_b[0]["id"]
+            got_a = await a.wait_events(room, 1, type_="project.updated")
+            got_b = await b.wait_events(room, 1, type_="project.updated")
+            assert got_a[0]["id"] == got_b[0]["id"]
 
-    # resume from the first event's id on the other gateway replays the rest
-    first_room = rooms[0]
-    since = a.events(first_room, "project.updated")[0]["id"]
-    backend.project_updated(first_room, project_id=1, changes={"n": "late"})
-    await a.wait_events(first_room, 2, type_="project.updated")
-    c = await WsClient.open(cluster_stack.gateways[1].url, make_token(5003, "c"))
-    await c.wait_for(lambda f: f["type"] == "connected")
-    joined = await c.join(first_room, since=since)
-    assert joined["data"]["recovered"] is True and joined["data"]["replayed"] >= 1
-    replayed = await c.wait_events(first_room, 1, type_="project.updated")
-    assert replayed[0]["data"]["changes"] == {"n": "late"}
+        # resume from the first event's id on the other gateway replays the rest
+        first_room = rooms[0]
+        since = a.events(first_room, "project.updated")[0]["id"]
+        backend.project_updated(first_room, project_id=1, changes={"n": "late"})
+        await a.wait_events(first_room, 2, type_="project.updated")
+        c = await WsClient.open(cluster_stack.gateways[1].url, make_token(5003, "c"))
+        clients.append(c)
+        await c.wait_for(lambda f: f["type"] == "connected")
+        joined = await c.join(first_room, since=since)
+        assert joined["data"]["recovered"] is True and joined["data"]["replayed"] >= 1
+        replayed = await c.wait_events(first_room, 1, type_="project.updated")
+        assert replayed[0]["data"]["changes"] == {"n": "late"}
 
-    # the shard streams really are spread over different cluster nodes
-    cluster = RedisCluster.from_url(cluster_url)
-    nodes = {cluster.get_node_from_key(keys.shard_stream(s)).name for s in range(8)}
-    cluster.close()
-    assert len(nodes) > 1
-    for gateway in cluster_stack.gateways:
-        assert gateway.status("/readyz") == 200
-    for client in (a, b, c):
-        await client.close()
-    backend.close()
+        # the shard streams really are spread over different cluster nodes
+        cluster = RedisCluster.from_url(cluster_url)
+        nodes = {cluster.get_node_from_key(keys.shard_stream(s)).name for s in range(8)}
+        cluster.close()
+        assert len(nodes) > 1
+        # every shard's heartbeat comes back through its slot: ready (polled, since one
+        # late heartbeat on a loaded machine makes a single sample say 503)
+        for gateway in cluster_stack.gateways:
+            await eventually(lambda g=gateway: g.status("/readyz") == 200, timeout=15,
+                             what=f"/readyz of {gateway.url} answering 200")
+    finally:
+        for client in clients:  # also on failure: an open socket would fail a later test
+            await client.close()
+        backend.close()
