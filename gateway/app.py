@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from gateway.fast_path import WebSocketFastPath
+from gateway.gc_threshold import raise_gc_threshold
 from gateway.logs import install_redaction
 from gateway.node import Node
 from gateway.routes import router
@@ -62,6 +63,7 @@ class GatewayApp(FastAPI):
 
 @asynccontextmanager
 async def node_running(node: Node) -> AsyncIterator[None]:
+    raise_gc_threshold()  # a full collection over many connections stops the loop
     node.engine.start_local_workers()  # ENGINE=memory: the workers live in this process
     try:
         await node.start()
