@@ -1,5 +1,6 @@
 """The gateway's command batcher on a real Redis: calls of one event-loop turn share a
-round trip, and each caller gets exactly its own replies or its own error."""
+round trip, calls made while a round trip is out share the next one, and each caller
+gets exactly its own replies or its own error."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from roomcast.cli.embedded_redis import free_port
 from shared.engines.redis.batcher import CommandBatcher
 from shared.engines.redis.client import async_client
 from shared.settings import Settings
+from tests.support.delivery import eventually
 from tests.support.redis_fixture import RedisUnderTest
 
 SCRIPT = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
@@ -43,6 +45,49 @@ async def test_calls_of_one_turn_share_one_round_trip(batcher: CommandBatcher,
     # each caller got its own pair: the counts 1..50, each once, each with its GET after
     assert sorted(incr for incr, _ in replies) == list(range(1, 51))
     assert all(int(got) >= incr for incr, got in replies)
+
+
+async def test_calls_made_while_a_round_trip_is_out_share_the_next_one(
+        batcher: CommandBatcher, redis_client: redis.Redis) -> None:
+    redis_client.delete("batch:first", *(f"batch:later:{i}" for i in range(5)))
+    redis_client.client_pause(60_000, all=False)  # WRITE: INCRs wait, INFO does not
+    try:
+        first = asyncio.ensure_future(batcher.execute([("INCR", "batch:first")]))
+        await eventually(lambda: redis_client.info("clients")["blocked_clients"] == 1,
+                         what="the first round trip held by the pause")
+        later = []
+        for i in range(5):  # each call in turns of its own
+            later.append(asyncio.ensure_future(batcher.execute([("INCR", f"batch:later:{i}")])))
+            for _ in range(3):
+                await asyncio.sleep(0)
+        # none of them went out on a connection of its own
+        assert redis_client.info("clients")["blocked_clients"] == 1
+    finally:
+        redis_client.client_unpause()
+    assert await first == [1]
+    assert await asyncio.gather(*later) == [[1]] * 5
+    assert batcher.round_trips == 2
+
+
+async def test_calls_still_queued_when_the_batcher_closes_fail_instead_of_waiting(
+        redis_server: RedisUnderTest, redis_client: redis.Redis) -> None:
+    client = async_client(_settings(redis_server.url))
+    batcher = CommandBatcher(client)
+    redis_client.client_pause(60_000, all=False)
+    try:
+        first = asyncio.ensure_future(batcher.execute([("INCR", "batch:closing")]))
+        await eventually(lambda: redis_client.info("clients")["blocked_clients"] == 1,
+                         what="the first round trip held by the pause")
+        queued = asyncio.ensure_future(batcher.execute([("INCR", "batch:closing")]))
+        await asyncio.sleep(0)
+        await batcher.aclose()
+        with pytest.raises(RedisConnectionError, match="closed"):
+            await asyncio.wait_for(queued, 10)
+        assert isinstance((await asyncio.gather(first, return_exceptions=True))[0],
+                          BaseException)  # its round trip was cancelled by the close
+    finally:
+        redis_client.client_unpause()
+        await client.aclose()
 
 
 async def test_an_error_reply_fails_only_its_own_call(batcher: CommandBatcher,
