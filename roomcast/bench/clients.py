@@ -12,6 +12,7 @@ import math
 import time
 from array import array
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,17 +240,32 @@ class Fleet:
         state.connection = conn
         return True
 
-    async def connect_all(self, batch: int, deadline_s: float,
+    async def connect_all(self, batch: int, deadline_s: float, *, steady: bool = False,
                           per_connection_s: float = 20.0) -> float:
-        """Open every client, `batch` at a time, until all are in or the deadline passes."""
+        """Open every client until all are in or the deadline passes: in waves of `batch`
+        (each waits for its slowest connect), or, `steady`, with `batch` connects kept
+        in flight, each replaced as it ends."""
         t0 = time.monotonic()
-        for start in range(0, len(self.states), batch):
-            left = deadline_s - (time.monotonic() - t0)
-            if left <= 0:
-                self.error(f"connect deadline ({deadline_s:.0f} s) passed at client {start}")
-                break
-            group = self.states[start:start + batch]
-            await asyncio.gather(*(self.open(s, min(left, per_connection_s)) for s in group))
+        queue = iter(self.states)  # shared: each state is taken by one opener
+        late: list[int] = []
+
+        async def opener(states: Iterable[ClientState]) -> None:
+            for state in states:
+                left = deadline_s - (time.monotonic() - t0)
+                if left <= 0:
+                    late.append(state.idx)
+                    return
+                await self.open(state, min(left, per_connection_s))
+
+        if steady:
+            await asyncio.gather(*(opener(queue) for _ in range(max(1, batch))))
+        else:
+            for start in range(0, len(self.states), batch):
+                await asyncio.gather(*(opener([s]) for s in self.states[start:start + batch]))
+                if late:
+                    break
+        if late:
+            self.error(f"connect deadline ({deadline_s:.0f} s) passed at client {min(late)}")
         return time.monotonic() - t0
 
     @property

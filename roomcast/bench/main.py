@@ -58,6 +58,9 @@ def parser() -> argparse.ArgumentParser:
                    help="events per enqueue call (publish_many); 1 = one per call")
     c = p.add_argument_group("connecting")
     c.add_argument("--connect-batch", type=int, default=100, help="connections opened at once")
+    c.add_argument("--connect-steady", action="store_true",
+                   help="keep --connect-batch connects in flight, each replaced as it ends "
+                        "(a steady stream, as after a crash), instead of waves")
     c.add_argument("--connect-timeout", type=float, default=60.0, help="connect phase bound, s")
     c.add_argument("--settle", type=float, default=1.0,
                    help="idle time after connecting, s: its CPU is reported as cpu_pct.idle")
@@ -165,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = ScenarioConfig(
         clients=args.clients, layout=args.layout, room_size=args.room_size, rate=args.rate,
         duration=args.duration, drain=args.drain, idle=args.idle,
-        connect_batch=args.connect_batch, connect_timeout=args.connect_timeout,
+        connect_batch=args.connect_batch, connect_steady=args.connect_steady,
+        connect_timeout=args.connect_timeout,
         settle=args.settle, resume=args.resume, payload_bytes=args.payload_bytes,
         producers=args.producers, batch=args.batch, grant=args.grant)
     peer = None

@@ -36,6 +36,7 @@ class ScenarioConfig:
     drain: float = 20.0  # bound on the wait for stragglers after publishing
     idle: float = 3.0  # the drain also ends after this long without a delivery
     connect_batch: int = 100
+    connect_steady: bool = False  # a sliding window of connect_batch instead of waves
     connect_timeout: float = 60.0
     settle: float = 1.0
     warmup_timeout: float = 30.0
@@ -190,7 +191,8 @@ async def run_scenario(stack: BenchStack, cfg: ScenarioConfig, own_stack: bool) 
         if cfg.grant:
             await _grant(stack, states)
         mon.mark("before_connect")
-        connect_s = await fleet.connect_all(cfg.connect_batch, cfg.connect_timeout)
+        connect_s = await fleet.connect_all(cfg.connect_batch, cfg.connect_timeout,
+                                           steady=cfg.connect_steady)
         mon.mark("after_connect")
         await asyncio.sleep(cfg.settle)  # connected and idle: heartbeats only
         mon.mark("after_idle")

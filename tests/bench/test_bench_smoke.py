@@ -48,3 +48,22 @@ def test_short_run_reports_every_figure_and_loses_nothing(tmp_path: Path) -> Non
     assert run["dup"] == 0
     assert run["delivered"] == run["expected"] == CLIENTS * events
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.timeout(90)
+def test_a_steady_connect_stream_opens_every_client(tmp_path: Path) -> None:
+    """`--connect-steady` keeps a few connects in flight and replaces each as it
+    ends; with fewer in flight than clients, every client must still get in."""
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "roomcast.bench.main", "--clients", "30", "--gateways", "1",
+         "--connect-steady", "--connect-batch", "4", "--duration", "1", "--rate", "20",
+         "--drain", "10", "--out", str(out), "--quiet", "--no-timeline"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["scenario"]["connect_steady"] is True
+    (run,) = report["runs"]
+    assert run["connected"] == 30
+    assert run["n_errors"] == 0
+    assert run["lost"] == 0
