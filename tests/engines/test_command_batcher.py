@@ -12,8 +12,10 @@ import pytest
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from roomcast.cli.embedded_redis import free_port
+from shared.engines.redis import batcher as batcher_module
 from shared.engines.redis.batcher import CommandBatcher
 from shared.engines.redis.client import async_client
 from shared.settings import Settings
@@ -88,6 +90,26 @@ async def test_calls_still_queued_when_the_batcher_closes_fail_instead_of_waitin
     finally:
         redis_client.client_unpause()
         await client.aclose()
+
+
+async def test_a_round_trip_redis_never_answers_fails_and_the_next_goes_on(
+        batcher: CommandBatcher, redis_client: redis.Redis,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batcher_module, "ROUND_TRIP_TIMEOUT_S", 0.5)
+    redis_client.delete("batch:silent")
+    redis_client.client_pause(60_000, all=False)  # a Redis that takes writes, never answers
+    try:
+        silent = asyncio.ensure_future(batcher.execute([("INCR", "batch:silent")]))
+        await eventually(lambda: redis_client.info("clients")["blocked_clients"] == 1,
+                         what="the round trip held by the pause")
+        behind = asyncio.ensure_future(batcher.execute([("GET", "batch:silent")]))
+        with pytest.raises(RedisTimeoutError, match="no reply"):
+            await asyncio.wait_for(silent, 10)
+        # the read behind it was not held by the silent round trip
+        assert await asyncio.wait_for(behind, 10) in ([None], [b"1"])
+    finally:
+        redis_client.client_unpause()
+    assert await batcher.execute([("PING",)]) == [True]  # on a fresh connection
 
 
 async def test_an_error_reply_fails_only_its_own_call(batcher: CommandBatcher,

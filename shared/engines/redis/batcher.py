@@ -28,10 +28,15 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Command = tuple[Any, ...]  # ("NAME", *args), as for execute_command
 MAX_COMMANDS = 2000  # per pipeline: bounds one reply's parsing time in the event loop
 MAX_IN_FLIGHT = 1
+# With one round trip out at a time, a Redis gone silent (a partition: no reset, no
+# reply) would hold every later call behind it; past this the round trip fails, its
+# connection is dropped, and the calls behind it go on a fresh one.
+ROUND_TRIP_TIMEOUT_S = 10.0
 
 
 class _Call:
@@ -117,7 +122,12 @@ class CommandBatcher:
             for call in calls:
                 for command in call.commands:
                     pipe.execute_command(*command)
-            replies = await pipe.execute(raise_on_error=False)
+            try:
+                async with asyncio.timeout(ROUND_TRIP_TIMEOUT_S):
+                    replies = await pipe.execute(raise_on_error=False)
+            except TimeoutError:  # the connection was dropped on the way out of the read
+                raise RedisTimeoutError(
+                    f"no reply from Redis within {ROUND_TRIP_TIMEOUT_S:.0f} s") from None
         self.round_trips += 1
         retry = []
         at = 0
