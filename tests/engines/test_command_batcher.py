@@ -95,7 +95,7 @@ async def test_calls_still_queued_when_the_batcher_closes_fail_instead_of_waitin
 async def test_a_round_trip_redis_never_answers_fails_and_the_next_goes_on(
         batcher: CommandBatcher, redis_client: redis.Redis,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batcher_module, "ROUND_TRIP_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(batcher_module, "ROUND_TRIP_TIMEOUT_S", 2.0)
     redis_client.delete("batch:silent")
     redis_client.client_pause(60_000, all=False)  # a Redis that takes writes, never answers
     try:
@@ -110,6 +110,23 @@ async def test_a_round_trip_redis_never_answers_fails_and_the_next_goes_on(
     finally:
         redis_client.client_unpause()
     assert await batcher.execute([("PING",)]) == [True]  # on a fresh connection
+
+
+async def test_a_round_trip_cancelled_before_it_began_fails_its_calls(
+        batcher: CommandBatcher) -> None:
+    call = asyncio.ensure_future(batcher.execute([("PING",)]))
+    await asyncio.sleep(0)  # the call is queued, and the send scheduled behind this task
+    await asyncio.sleep(0)  # the send made the round trip's task, scheduled behind this one
+    assert batcher._tasks, "the round trip's task exists and has not run yet"
+    await batcher.aclose()  # cancels it before its first step
+    with pytest.raises(RedisConnectionError):
+        await asyncio.wait_for(call, 5)
+
+
+async def test_a_call_after_the_close_fails_at_once(batcher: CommandBatcher) -> None:
+    await batcher.aclose()
+    with pytest.raises(RedisConnectionError, match="closed"):
+        await asyncio.wait_for(batcher.execute([("PING",)]), 5)
 
 
 async def test_an_error_reply_fails_only_its_own_call(batcher: CommandBatcher,

@@ -22,8 +22,8 @@ the same when repeated, and appends deduplicated by event key.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -37,6 +37,7 @@ MAX_IN_FLIGHT = 1
 # reply) would hold every later call behind it; past this the round trip fails, its
 # connection is dropped, and the calls behind it go on a fresh one.
 ROUND_TRIP_TIMEOUT_S = 10.0
+T = TypeVar("T")
 
 
 class _Call:
@@ -54,7 +55,7 @@ class CommandBatcher:
         self._queued_commands = 0
         self._scheduled = False
         self._scripts: dict[str, str] = {}  # sha -> source, to load after NOSCRIPT
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], list[_Call]] = {}  # round trips out
         self._in_flight = 0
         self._closed = False
         self.round_trips = 0
@@ -66,6 +67,8 @@ class CommandBatcher:
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """The replies of `commands`, in order, sent together with other tasks' calls.
         Raises the first error reply among them, or the connection's error."""
+        if self._closed:
+            raise RedisConnectionError("the command batcher is closed")
         loop = asyncio.get_running_loop()
         call = _Call(commands, loop.create_future())
         self._queued.append(call)
@@ -92,11 +95,11 @@ class CommandBatcher:
         if calls:
             self._in_flight += 1
             task = asyncio.get_running_loop().create_task(self._send(calls))
-            self._tasks.add(task)
+            self._tasks[task] = calls
             task.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        _fail(self._tasks.pop(task, []), "the round trip was cancelled")  # before it began
         self._in_flight -= 1
         if self._queued and not self._closed:
             self._send_queued()
@@ -106,7 +109,7 @@ class CommandBatcher:
             retry = await self._round_trip(calls)
             if retry:  # a Redis that lost its scripts (restarted, flushed): load, once more
                 for sha in {c[1] for call in retry for c in call.commands if c[0] == "EVALSHA"}:
-                    await self._client.script_load(self._scripts[sha])
+                    await _bounded(self._client.script_load(self._scripts[sha]))
                 await self._round_trip(retry, final=True)
         except BaseException as exc:  # the connection failed, or we are cancelled
             for call in calls:
@@ -122,12 +125,7 @@ class CommandBatcher:
             for call in calls:
                 for command in call.commands:
                     pipe.execute_command(*command)
-            try:
-                async with asyncio.timeout(ROUND_TRIP_TIMEOUT_S):
-                    replies = await pipe.execute(raise_on_error=False)
-            except TimeoutError:  # the connection was dropped on the way out of the read
-                raise RedisTimeoutError(
-                    f"no reply from Redis within {ROUND_TRIP_TIMEOUT_S:.0f} s") from None
+            replies = await _bounded(pipe.execute(raise_on_error=False))
         self.round_trips += 1
         retry = []
         at = 0
@@ -147,10 +145,28 @@ class CommandBatcher:
 
     async def aclose(self) -> None:
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        queued, self._queued = self._queued, []
-        for call in queued:  # never sent: their callers must not wait forever
-            if not call.future.done():
-                call.future.set_exception(RedisConnectionError("the command batcher is closed"))
+        try:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            queued, self._queued = self._queued, []
+            _fail(queued, "the command batcher is closed")  # never sent
+
+
+def _fail(calls: Sequence[_Call], reason: str) -> None:
+    """Callers still waiting get an error: nobody waits for a round trip that is over."""
+    for call in calls:
+        if not call.future.done():
+            call.future.set_exception(RedisConnectionError(reason))
+
+
+async def _bounded(step: Awaitable[T]) -> T:
+    """`step`, failed with Redis's own timeout error past ROUND_TRIP_TIMEOUT_S (the
+    connection is dropped on the way out of the read, by redis-py)."""
+    try:
+        async with asyncio.timeout(ROUND_TRIP_TIMEOUT_S):
+            return await step
+    except TimeoutError:
+        raise RedisTimeoutError(
+            f"no reply from Redis within {ROUND_TRIP_TIMEOUT_S:.0f} s") from None
