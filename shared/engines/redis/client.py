@@ -26,7 +26,20 @@ from redis.retry import Retry
 from shared.settings import Settings
 
 _RETRY_ON = (RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError)
-_COMMON: dict[str, Any] = {"socket_connect_timeout": 5, "health_check_interval": 15}
+# A Redis that goes silent without resetting the connection (a partition, a frozen
+# host) would otherwise hold a caller for as long as TCP keeps retransmitting, many
+# minutes: a presence sweep or a worker's append would hang, not fail and recover.
+# redis-py 8 defaults to 5 s, as here; said explicitly so that a library whose
+# default is "no timeout" (redis-py before 6) cannot bring the hang back. Every
+# command answers well within it; blocking reads block for 1 s (BLOCK_MS).
+SOCKET_TIMEOUT_S = 5.0
+
+
+def _common() -> dict[str, Any]:
+    return {"socket_connect_timeout": 5, "socket_timeout": SOCKET_TIMEOUT_S,
+            "health_check_interval": 15}
+
+
 # A gateway has a burst of commands in flight when many clients connect or leave at
 # once (a reconnect storm after a crash). The default pool raises "Too many
 # connections" past its cap; a blocking pool makes the burst wait its turn instead.
@@ -45,18 +58,20 @@ def _async_retry(retries: bool) -> AsyncRetry:
 
 def sync_client(settings: Settings, *, retries: bool = True, **options: Any) -> redis.Redis:
     if settings.REDIS_CLUSTER:
-        return RedisCluster.from_url(settings.REDIS_URL, retry=_retry(retries), **options)
+        return RedisCluster.from_url(settings.REDIS_URL, retry=_retry(retries),
+                                     **{"socket_timeout": SOCKET_TIMEOUT_S, **options})
     return redis.Redis.from_url(settings.REDIS_URL, retry=_retry(retries),
                                 retry_on_error=list(_RETRY_ON) if retries else [],
-                                **{**_COMMON, **options})
+                                **{**_common(), **options})
 
 
 def async_client(settings: Settings, *, retries: bool = True) -> aioredis.Redis:
     if settings.REDIS_CLUSTER:
         return AsyncRedisCluster.from_url(settings.REDIS_URL, retry=_async_retry(retries),
-                                          max_connections=ASYNC_POOL_SIZE)
+                                          max_connections=ASYNC_POOL_SIZE,
+                                          socket_timeout=SOCKET_TIMEOUT_S)
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.REDIS_URL, max_connections=ASYNC_POOL_SIZE, timeout=ASYNC_POOL_WAIT_SECONDS,
         retry=_async_retry(retries), retry_on_error=list(_RETRY_ON) if retries else [],
-        **_COMMON)
+        **_common())
     return aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
