@@ -57,3 +57,20 @@ def test_restart_forgets_what_came_before() -> None:
     _record_known(recorder, 1_700_000_000.0)
     recorder.restart(1_700_000_100.0)
     assert recorder.hist.n == 0 and recorder.timeline.rows() == []
+
+
+def test_each_receipt_takes_the_append_time_of_its_own_id() -> None:
+    # members get one event in a row, but two rooms' events can interleave: the
+    # parse kept for the latest id must not leak onto a receipt of another id
+    origin = 1_700_000_000.0
+    recorder = Recorder()
+    recorder.restart(origin)
+    early, late = f"{int(origin * 1000) + 2}-0", f"{int(origin * 1000) + 40}-0"
+    for entry_id in (early, early, late, early, late, late, early):
+        recorder.record(origin + 0.050, origin, entry_id)
+    to_append = recorder.to_append
+    assert to_append.n == 7
+    assert to_append.quantile_ms(0.0) == pytest.approx(2.5, abs=0.1)  # 4 of early
+    assert to_append.quantile_ms(0.5) == pytest.approx(2.5, abs=0.1)
+    assert to_append.quantile_ms(1.0) == pytest.approx(40.5, rel=0.03)  # 3 of late
+    assert recorder.from_append.quantile_ms(0.0) == pytest.approx(9.5, rel=0.03)
