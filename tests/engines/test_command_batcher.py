@@ -171,3 +171,15 @@ async def test_an_unreachable_redis_fails_every_call_of_the_round_trip() -> None
     assert all(isinstance(r, RedisConnectionError) for r in results), results
     await batcher.aclose()
     await client.aclose()
+
+
+async def test_a_connection_redis_closed_is_replaced_and_each_command_runs_once(
+        batcher: CommandBatcher, redis_client: redis.Redis) -> None:
+    redis_client.delete("batch:k")
+    assert await batcher.execute([("INCR", "batch:k")]) == [1]  # its connection is pooled
+    killed = redis_client.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    # the next round trip meets the closed connection, and goes again on a new one
+    assert await asyncio.wait_for(batcher.execute([("INCR", "batch:k"), ("GET", "batch:k")]),
+                                  10) == [2, b"2"]
+    assert int(redis_client.get("batch:k")) == 2
