@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import platform
 import sys
@@ -56,6 +57,10 @@ def parser() -> argparse.ArgumentParser:
                    help="publisher threads, each with its share of the rooms (default 1)")
     s.add_argument("--batch", type=int, default=1,
                    help="events per enqueue call (publish_many); 1 = one per call")
+    s.add_argument("--from-job", action="store_true",
+                   help="publish as code inside a Dramatiq job does (api.job_publisher()): "
+                        "each call appends to the room's stream itself, with no hop "
+                        "through the job queue and the worker")
     c = p.add_argument_group("connecting")
     c.add_argument("--connect-batch", type=int, default=100, help="connections opened at once")
     c.add_argument("--connect-steady", action="store_true",
@@ -151,9 +156,20 @@ def one_run(args: argparse.Namespace, cfg: ScenarioConfig, index: int) -> dict[s
     return report
 
 
+def cpu_model() -> str:
+    """The processor's name: figures of one session are compared only with figures
+    from the same hardware (the same kind of VM is not always the same CPU)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
 def environment() -> dict[str, Any]:
     load1, load5, _ = psutil.getloadavg()
     return {"python": platform.python_version(), "cpus": psutil.cpu_count(),
+            "cpu_model": cpu_model(),
             "loadavg_1m_at_start": round(load1, 2), "loadavg_5m_at_start": round(load5, 2),
             "platform": platform.platform()}
 
@@ -171,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         connect_batch=args.connect_batch, connect_steady=args.connect_steady,
         connect_timeout=args.connect_timeout,
         settle=args.settle, resume=args.resume, payload_bytes=args.payload_bytes,
-        producers=args.producers, batch=args.batch, grant=args.grant)
+        producers=args.producers, batch=args.batch, from_job=args.from_job, grant=args.grant)
     peer = None
     if args.compare_peer:
         # before any run: a comparison that cannot happen should not cost minutes first

@@ -6,6 +6,11 @@ event per call or `--batch` per `publish_many`.
 Own process so that its CPU (pydantic validation, Redis round trips) is
 neither charged to nor stolen from the load generator's clients.
 
+With --from-job each producer thread publishes as code inside a Dramatiq job
+does (`workers.api.JobPublisher`, what `api.job_publisher()` returns there): the
+events are checked the same way, then appended to the room's stream at once,
+with no hop through the job queue and the worker.
+
 Driven over stdin/stdout, one command / one JSON object per line:
   (start)   -> {"event": "ready"}
   warmup    -> one warm-up event per room (seq -1)  -> {"event": "warmed"}
@@ -25,6 +30,8 @@ import resource
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 EVENT_TYPE = "project.updated"
@@ -109,16 +116,18 @@ class Producer(threading.Thread):
             self.error = f"{type(exc).__name__}: {exc}"[:300]
 
 
-def publish(backend: Any, rooms: list[int], rate: float, duration: float, pad: str,
-            producers: int = 1, batch: int = 1) -> dict[str, Any]:
+def publish(publisher_for: Callable[[int], Any], rooms: list[int], rate: float,
+            duration: float, pad: str, producers: int = 1, batch: int = 1) -> dict[str, Any]:
     """Rooms split over `producers` threads (a room belongs to one: its events keep one
     producer's order); each sends one event per call, or `batch` per publish_many; a
-    fixed `rate` events/s over all, or as fast as possible (0)."""
+    fixed `rate` events/s over all, or as fast as possible (0). Producer k publishes
+    through `publisher_for(k)`."""
     cpu0 = _cpu_s()
     t0 = time.time()
     _say(event="start", t=t0)
     end = t0 + duration
-    threads = [Producer(backend, rooms[k::producers], rate / producers, t0, end, pad, batch)
+    threads = [Producer(publisher_for(k), rooms[k::producers], rate / producers, t0, end, pad,
+                        batch)
                for k in range(producers) if rooms[k::producers]]
     for thread in threads:
         thread.start()
@@ -147,12 +156,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--payload-bytes", type=int, default=0)
     parser.add_argument("--producers", type=int, default=1)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--from-job", action="store_true")
     args = parser.parse_args(argv)
 
+    from shared.engines import build_engine
     from shared.settings import load_settings
-    from workers.api import Backend
+    from workers.api import Backend, JobPublisher
 
-    backend = Backend(load_settings())
+    settings = load_settings()
+    engine = build_engine(settings)
+    backend = Backend(settings, engine=engine)
+    run_id = uuid.uuid4().hex[:8]
+
+    def publisher_for(producer: int) -> Any:
+        if not args.from_job:
+            return backend  # shared: concurrent enqueues go out together (group commit)
+        # one per thread, as each job has its own: keys job:<message id>:<n>
+        return JobPublisher(settings, engine.writer,
+                            f"bench-{run_id}-{producer}")
+
     rooms = [args.room_base + i for i in range(args.rooms)]
     pad = "x" * args.payload_bytes
     try:
@@ -160,13 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         for line in sys.stdin:
             command = line.strip()
             if command == "warmup":
+                warm = publisher_for(-1)  # one for all rooms: its keys are numbered
                 for room in rooms:
                     data = {"project_id": room, "changes": {}, "seq": -1,
                             "t_enqueue": time.time(), "warmup": True}
-                    backend.event(EVENT_TYPE, room_name(room), data, sender="bench")
+                    warm.event(EVENT_TYPE, room_name(room), data, sender="bench")
                 _say(event="warmed")
             elif command == "go":
-                _say(**publish(backend, rooms, args.rate, args.duration, pad,
+                _say(**publish(publisher_for, rooms, args.rate, args.duration, pad,
                                args.producers, args.batch))
                 return 0
         return 1  # stdin closed before "go"

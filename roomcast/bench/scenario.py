@@ -44,6 +44,7 @@ class ScenarioConfig:
     payload_bytes: int = 0
     producers: int = 1  # publisher threads (each owns a share of the rooms)
     batch: int = 1  # events per enqueue call (publish_many)
+    from_job: bool = False  # append as code inside a Dramatiq job does: no worker hop
     grant: bool = False  # grant room access through the worker (gateways in ACL mode)
 
     @property
@@ -79,7 +80,7 @@ class Publisher:
             sys.executable, "-m", "roomcast.bench.publisher", "--room-base", str(room_base),
             "--rooms", str(cfg.rooms), "--rate", str(cfg.rate), "--duration", str(cfg.duration),
             "--payload-bytes", str(cfg.payload_bytes), "--producers", str(cfg.producers),
-            "--batch", str(cfg.batch),
+            "--batch", str(cfg.batch), *(["--from-job"] if cfg.from_job else []),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             env=stack.child_env(), cwd=PROJECT_ROOT, preexec_fn=die_with_parent)
         return cls(proc)

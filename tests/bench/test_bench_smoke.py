@@ -27,6 +27,7 @@ def test_short_run_reports_every_figure_and_loses_nothing(tmp_path: Path) -> Non
 
     report = json.loads(out.read_text())
     assert report["scenario"]["clients"] == CLIENTS
+    assert report["environment"]["cpu_model"] not in ("", "unknown")  # whose figures these are
     assert set(report["summary"]) >= {"delivered", "lost", "dup", "latency_ms.p50"}
     (run,) = report["runs"]
     for key in ("published", "delivered", "delivered_per_s", "latency_ms", "lost", "dup",
@@ -67,3 +68,25 @@ def test_a_steady_connect_stream_opens_every_client(tmp_path: Path) -> None:
     assert run["connected"] == 30
     assert run["n_errors"] == 0
     assert run["lost"] == 0
+
+
+@pytest.mark.timeout(90)
+def test_from_job_appends_without_the_worker(tmp_path: Path) -> None:
+    """`--from-job` publishes as code inside a Dramatiq job does: each call appends
+    itself. With no worker running, every event must still reach every client
+    (through the job queue, none would)."""
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "roomcast.bench.main", "--clients", "10", "--gateways", "1",
+         "--no-worker", "--from-job", "--producers", "2", "--duration", "1", "--rate", "40",
+         "--drain", "10", "--out", str(out), "--quiet", "--no-timeline"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["scenario"]["from_job"] is True
+    (run,) = report["runs"]
+    events = run["published"]["events"]
+    assert events > 0
+    assert "worker" not in run["cpu_pct"]["publish"]
+    assert run["lost"] == 0 and run["dup"] == 0
+    assert run["delivered"] == run["expected"] == 10 * events
