@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,14 +56,8 @@ def test_short_run_reports_every_figure_and_loses_nothing(tmp_path: Path) -> Non
 def test_a_steady_connect_stream_opens_every_client(tmp_path: Path) -> None:
     """`--connect-steady` keeps a few connects in flight and replaces each as it
     ends; with fewer in flight than clients, every client must still get in."""
-    out = tmp_path / "report.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "roomcast.bench.main", "--clients", "30", "--gateways", "1",
-         "--connect-steady", "--connect-batch", "4", "--duration", "1", "--rate", "20",
-         "--drain", "10", "--out", str(out), "--quiet", "--no-timeline"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(out.read_text())
+    report = _short_bench(tmp_path, "--clients", "30", "--connect-steady",
+                          "--connect-batch", "4", "--rate", "20")
     assert report["scenario"]["connect_steady"] is True
     (run,) = report["runs"]
     assert run["connected"] == 30
@@ -75,14 +70,8 @@ def test_from_job_appends_without_the_worker(tmp_path: Path) -> None:
     """`--from-job` publishes as code inside a Dramatiq job does: each call appends
     itself. With no worker running, every event must still reach every client
     (through the job queue, none would)."""
-    out = tmp_path / "report.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "roomcast.bench.main", "--clients", "10", "--gateways", "1",
-         "--no-worker", "--from-job", "--producers", "2", "--duration", "1", "--rate", "40",
-         "--drain", "10", "--out", str(out), "--quiet", "--no-timeline"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(out.read_text())
+    report = _short_bench(tmp_path, "--clients", "10", "--no-worker", "--from-job",
+                          "--producers", "2", "--rate", "40")
     assert report["scenario"]["from_job"] is True
     (run,) = report["runs"]
     events = run["published"]["events"]
@@ -90,3 +79,15 @@ def test_from_job_appends_without_the_worker(tmp_path: Path) -> None:
     assert "worker" not in run["cpu_pct"]["publish"]
     assert run["lost"] == 0 and run["dup"] == 0
     assert run["delivered"] == run["expected"] == 10 * events
+
+
+def _short_bench(tmp_path: Path, *args: str) -> dict[str, Any]:
+    """One run of 1 s on one gateway of its own stack; the JSON report."""
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "roomcast.bench.main", "--gateways", "1", "--duration", "1",
+         "--drain", "10", "--out", str(out), "--quiet", "--no-timeline", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report
