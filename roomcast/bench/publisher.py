@@ -172,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.from_job:
             return backend  # shared: concurrent enqueues go out together (group commit)
         # one per thread, as each job has its own: keys job:<message id>:<n>
-        return JobPublisher(settings, engine.writer,
-                            f"bench-{run_id}-{producer}")
+        return JobPublisher(settings, engine.writer, f"bench-{run_id}-{producer}")
 
     rooms = [args.room_base + i for i in range(args.rooms)]
     pad = "x" * args.payload_bytes

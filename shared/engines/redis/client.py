@@ -36,6 +36,7 @@ SOCKET_TIMEOUT_S = 5.0
 
 
 def _common() -> dict[str, Any]:
+    """Read at each call, so a test can shorten SOCKET_TIMEOUT_S."""
     return {"socket_connect_timeout": 5, "socket_timeout": SOCKET_TIMEOUT_S,
             "health_check_interval": 15}
 
