@@ -23,6 +23,14 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def token_text(text: str) -> str:
+    # an unset $TOKEN arrives as "": no gateway would take it
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the token is empty (get one with roomcast token, "
+                                         "or from roomcast up's output)")
+    return text
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -110,7 +118,7 @@ def build_parser() -> OneLineParser:
     _gateway_url_option(ln)
 
     cl = sub.add_parser("client", help="interactive terminal client")
-    cl.add_argument("--token", required=True)
+    cl.add_argument("--token", type=token_text, required=True)
     cl.add_argument("--url", default=None,
                     help="gateway WebSocket URL (default: the stack's first gateway, or "
                          f"ws://127.0.0.1:8000{DEFAULT_WS_PATH})")

@@ -133,6 +133,9 @@ class RoomcastClient:
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
             raise ValueError("roomcast needs at least one URL")
+        if isinstance(token, str) and not token:
+            # what a provider returning "" gets too (_fetch_token): never a connection
+            raise ValueError("roomcast got an empty token")
         self._urls = [_websocket_url(u) for u in urls]
         self._url_index = 0
         self._token_provider = token

@@ -102,3 +102,10 @@ def test_up_with_an_unreachable_redis_starts_nothing(tmp_path: Path) -> None:
                                   env=clean_env(REDIS_URL=url), timeout=30))
     assert url in line and "REDIS_URL" in line
     assert not (tmp_path / ".roomcast" / "env").exists()
+
+
+def test_client_with_an_empty_token_is_one_line(tmp_path: Path) -> None:
+    url = f"ws://127.0.0.1:{free_port()}/api/v1/ws/connect"
+    line = one_line_error(run_cli("client", "--token", "", "--url", url, cwd=tmp_path,
+                                  timeout=30))
+    assert "token" in line and "*" not in line

@@ -600,3 +600,10 @@ async def test_a_refused_token_is_reported_when_input_ends_at_once() -> None:
         await peer.drop(4401, "Authentication failed")
         assert await asyncio.wait_for(terminal, DEADLINE) == 1
     assert "4401" in err.getvalue() and "roomcast token" in err.getvalue()
+
+
+def test_an_empty_token_is_refused_at_once() -> None:
+    # An unset $TOKEN passed along: no connection could ever succeed with it, and
+    # redacting "" from error messages would mangle them
+    with pytest.raises(ValueError, match="empty token"):
+        RoomcastClient("ws://127.0.0.1:1/api/v1/ws/connect", "")
