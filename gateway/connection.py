@@ -29,7 +29,7 @@ from typing import Protocol
 
 from gateway.auth import Principal
 from gateway.close_codes import CloseCode
-from gateway.sink import FrameSink
+from gateway.sink import FrameSink, total_bytes
 from shared.codec import direct_frame, ws_text_frame
 
 IdKey = tuple[int, int]
@@ -214,7 +214,7 @@ class Connection:
 
     def _deliver(self, frames: list[bytes]) -> None:
         """Write `frames` at once when nothing is ahead of them, else queue them."""
-        size = sum(len(f) for f in frames)
+        size = total_bytes(frames)
         sink = self.sink
         if self._writer is None and sink.writable:
             if sink.buffered + size > self.limits.buffer_max_bytes:
@@ -295,7 +295,7 @@ class Connection:
             assert isinstance(frame, bytes)
             frames.append(frame)
         self._queued_frames -= len(frames)
-        self._queued_bytes -= sum(len(f) for f in frames)
+        self._queued_bytes -= total_bytes(frames)
         return frames
 
     async def _write_loop(self) -> None:
@@ -336,7 +336,7 @@ class Connection:
             if not page:
                 break
             frames = [frame for _, frame in page]
-            if sink.buffered + sum(len(f) for f in frames) > limit:
+            if sink.buffered + total_bytes(frames) > limit:
                 self._overflow()
                 return
             sink.write(frames)

@@ -16,6 +16,7 @@ import pytest
 
 from gateway.auth import Principal
 from gateway.connection import Connection, IdKey, SendLimits
+from gateway.sink import total_bytes
 from shared.codec import ws_frame_payload, ws_text_frame
 
 ROOM = "project:1"
@@ -260,3 +261,9 @@ async def test_nothing_is_written_after_a_close(closing: str) -> None:
     conn.send('{"type":"pong"}')
     await asyncio.sleep(0)  # a turn for a writer task that must not exist
     assert sink.written == []
+
+
+def test_total_bytes_counts_every_frame_whatever_their_number() -> None:
+    assert total_bytes([]) == 0
+    assert total_bytes([b"abc"]) == 3
+    assert total_bytes([b"abc", b"", b"de"]) == 5
