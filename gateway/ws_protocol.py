@@ -69,10 +69,8 @@ class TransportSink:
         await self._protocol.writable.wait()
 
     def write(self, frames: list[bytes]) -> None:
-        # `open` spelled out: this runs once per member per read
-        p = self._protocol
-        if not (p.close_sent or p.disconnected or p.transport.is_closing()):
-            p.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        if self.open:
+            self._protocol.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def close(self, code: int, reason: str) -> None:
         self._protocol.force_close(code, reason)
