@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from shared.engines.redis.command_packer import packs_in_c, with_hiredis_packing
 from shared.settings import Settings
 
 _RETRY_ON = (RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError)
@@ -75,4 +76,6 @@ def async_client(settings: Settings, *, retries: bool = True) -> aioredis.Redis:
         settings.REDIS_URL, max_connections=ASYNC_POOL_SIZE, timeout=ASYNC_POOL_WAIT_SECONDS,
         retry=_async_retry(retries), retry_on_error=list(_RETRY_ON) if retries else [],
         **_common())
+    if packs_in_c(pool.connection_kwargs):
+        pool.connection_class = with_hiredis_packing(pool.connection_class)
     return aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
