@@ -45,12 +45,13 @@ _CLIENT_FAULTS = {
 # connection id and the close code) by our own `connect` and `disconnect` records:
 # three more log lines per connection were a tenth of a gateway's CPU in a connect
 # storm (py-spy). Warnings and errors from them are kept.
-_REPEATED = {'%s - "WebSocket %s" [accepted]', "connection open", "connection closed"}
+REPEATED_CONNECTION_LINES = frozenset(
+    {'%s - "WebSocket %s" [accepted]', "connection open", "connection closed"})
 
 
 class RedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.INFO and record.msg in _REPEATED:
+        if record.levelno == logging.INFO and record.msg in REPEATED_CONNECTION_LINES:
             return False
         fault = _CLIENT_FAULTS.get((record.name, str(record.msg)))
         if fault is not None:
