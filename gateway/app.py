@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp
+from starlette.types import Receive, Scope, Send
 
-from gateway.fast_path import WebSocketFastPath
+from gateway.fast_path import is_our_websocket, serve_websocket
 from gateway.gc_threshold import raise_gc_threshold
 from gateway.logs import install_redaction
 from gateway.node import Node
@@ -55,10 +55,16 @@ def create_app(settings: Settings | None = None, instance_id: str | None = None,
 
 
 class GatewayApp(FastAPI):
-    """FastAPI, with our WebSocket path served in front of the middleware stack."""
+    """FastAPI, with our WebSocket path served before FastAPI's own entry (see
+    gateway/fast_path.py)."""
 
-    def build_middleware_stack(self) -> ASGIApp:
-        return WebSocketFastPath(super().build_middleware_stack())
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.root_path:  # as FastAPI's entry does
+            scope["root_path"] = self.root_path
+        if is_our_websocket(scope):
+            await serve_websocket(self, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 @asynccontextmanager
