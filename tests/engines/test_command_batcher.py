@@ -7,17 +7,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis
+import redis.asyncio.connection as redis_connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from roomcast.cli.embedded_redis import free_port
 from shared.engines.redis import batcher as batcher_module
-from shared.engines.redis.batcher import CommandBatcher
-from shared.engines.redis.client import async_client
+from shared.engines.redis.batcher import CommandBatcher, batcher_client
+from shared.engines.redis.client import ASYNC_POOL_WAIT_SECONDS, async_client
 from shared.settings import Settings
 from tests.support.delivery import eventually
 from tests.support.redis_fixture import RedisUnderTest
@@ -31,7 +33,7 @@ def _settings(url: str) -> Settings:
 
 @pytest.fixture
 async def batcher(redis_server: RedisUnderTest) -> AsyncIterator[CommandBatcher]:
-    client = async_client(_settings(redis_server.url))
+    client = batcher_client(_settings(redis_server.url))  # as the engine makes it
     made = CommandBatcher(client)
     yield made
     await made.aclose()
@@ -110,6 +112,24 @@ async def test_a_round_trip_redis_never_answers_fails_and_the_next_goes_on(
     finally:
         redis_client.client_unpause()
     assert await batcher.execute([("PING",)]) == [True]  # on a fresh connection
+
+
+async def test_replies_are_read_without_a_timeout_each(
+        batcher: CommandBatcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the round trip is bounded as a whole; redis-py's own timeout per reply (and
+    # wait_for per send) cost more CPU than the replies
+    entered: list[float | None] = []
+    library_timeout = redis_connection.async_timeout
+
+    def counting(delay: float | None) -> Any:
+        entered.append(delay)
+        return library_timeout(delay)
+
+    await batcher.execute([("PING",)])  # connected: no connect timeout below
+    monkeypatch.setattr(redis_connection, "async_timeout", counting)
+    replies = await batcher.execute([("INCR", "batch:untimed")] * 300)
+    assert replies == list(range(replies[0], replies[0] + 300))
+    assert entered == [ASYNC_POOL_WAIT_SECONDS]  # the pool's checkout, not one per reply
 
 
 async def test_a_round_trip_cancelled_before_it_began_fails_its_calls(

@@ -67,7 +67,11 @@ def sync_client(settings: Settings, *, retries: bool = True, **options: Any) -> 
                                 **{**_common(), **options})
 
 
-def async_client(settings: Settings, *, retries: bool = True) -> aioredis.Redis:
+def async_client(settings: Settings, *, retries: bool = True,
+                 untimed: bool = False) -> aioredis.Redis:
+    """`untimed`: no socket timeout, only for a caller that bounds each round trip
+    itself (the command batcher); with one, redis-py wraps every reply's read in a
+    timeout of its own, and every send in `wait_for`."""
     if settings.REDIS_CLUSTER:
         return AsyncRedisCluster.from_url(settings.REDIS_URL, retry=_async_retry(retries),
                                           max_connections=ASYNC_POOL_SIZE,
@@ -75,7 +79,7 @@ def async_client(settings: Settings, *, retries: bool = True) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.REDIS_URL, max_connections=ASYNC_POOL_SIZE, timeout=ASYNC_POOL_WAIT_SECONDS,
         retry=_async_retry(retries), retry_on_error=list(_RETRY_ON) if retries else [],
-        **_common())
+        **{**_common(), **({"socket_timeout": None} if untimed else {})})
     if packs_in_c(pool.connection_kwargs):
         pool.connection_class = with_hiredis_packing(pool.connection_class)
     return aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from shared import keys
 from shared.engines.access import OpenAccess
 from shared.engines.redis.access import RedisAccess, RedisAccessStore
-from shared.engines.redis.batcher import CommandBatcher
+from shared.engines.redis.batcher import CommandBatcher, batcher_client
 from shared.engines.redis.client import async_client, sync_client
 from shared.engines.redis.event_log import RedisEventLog, RedisEventWriter
 from shared.engines.redis.history import RedisHistory
@@ -84,6 +84,10 @@ class RedisEngine:
         return async_client(self.settings, retries=False)
 
     @functools.cached_property
+    def _aio_batched(self) -> aioredis.Redis:
+        return batcher_client(self.settings)
+
+    @functools.cached_property
     def sync(self) -> redis.Redis:
         return sync_client(self.settings)
 
@@ -108,7 +112,7 @@ class RedisEngine:
     @functools.cached_property
     def batcher(self) -> CommandBatcher | None:
         """The gateway's small calls, sent together (None on a Cluster: see batcher.py)."""
-        return None if self.settings.REDIS_CLUSTER else CommandBatcher(self.aio)
+        return None if self.settings.REDIS_CLUSTER else CommandBatcher(self._aio_batched)
 
     @functools.cached_property
     def access(self) -> Access:
@@ -158,7 +162,7 @@ class RedisEngine:
         batcher = self.__dict__.pop("batcher", None)
         if batcher is not None:
             await batcher.aclose()
-        for name in ("aio", "_aio_reader"):
+        for name in ("aio", "_aio_reader", "_aio_batched"):
             client = self.__dict__.pop(name, None)
             if client is not None:
                 await client.aclose()
