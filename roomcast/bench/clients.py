@@ -17,10 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from picows import WSFrame, WSMsgType, WSTransport
 
 from roomcast.bench.publisher import EVENT_TYPE
 from roomcast.bench.stats import Histogram, Timeline, bucket_of
 from roomcast.bench.wsclient import WSClient, connect
+
+TEXT = WSMsgType.TEXT
+_now = time.time
+_loads = orjson.loads
 
 MAX_ERRORS_KEPT = 20
 RESUME_CODES = frozenset({1006, 1011, 1012, 1013})  # abnormal, error, restart, slow consumer
@@ -32,13 +37,14 @@ class Recorder:
     clock): enqueue -> append (publisher, job queue, worker) and append -> receipt
     (gateway read, fan-out, socket, load generator). The legs have 1 ms resolution.
 
-    A receipt only appends three floats to arrays; the histograms are filled from them
-    when read (after the run), or when FOLD_AT samples pile up. Filling them per
-    receipt took a quarter of the load generator's CPU, which on a shared machine is
-    taken from the servers it measures. For the same reason the append time is
-    parsed once per event id, not once per member that receives it."""
+    A receipt only appends its time to an array (and a row per event, when the event
+    changes); the histograms are filled from them when read (after the run), or when
+    FOLD_AT receipts pile up. Filling them per receipt took a quarter of the load
+    generator's CPU, which on a shared machine is taken from the servers it
+    measures. For the same reason the append time is parsed once per event, not once
+    per member that receives it."""
 
-    FOLD_AT = 4_000_000  # samples kept before folding (24 bytes each)
+    FOLD_AT = 4_000_000  # receipts kept before folding (8 bytes each)
 
     def __init__(self) -> None:
         self.restart(time.time())
@@ -49,40 +55,50 @@ class Recorder:
         self._from_append = Histogram()
         self._timeline = Timeline(origin)
         self._received = array("d")
+        # One row per run of receipts of the same event (every member of a room gets
+        # it in a row): where the run starts in _received, the event's enqueue time
+        # and its append time (NaN when the event carried no id).
+        self._starts = array("q")
         self._enqueued = array("d")
-        self._appended = array("d")  # NaN when the event carried no id
-        self._id: str | None = None  # the latest event id, and its append time
-        self._id_appended = math.nan
+        self._appended = array("d")
+        self._id: str | None = None
+        self._t_enqueue = math.nan
         self.last_at = 0.0  # receipt time of the latest bench event
 
     def record(self, now: float, t_enqueue: float, entry_id: str | None) -> None:
         self.last_at = now
-        if entry_id != self._id:  # every member of a room gets the same id in a row
-            self._id = entry_id
+        received = self._received
+        if entry_id != self._id or t_enqueue != self._t_enqueue:  # another event
+            self._id, self._t_enqueue = entry_id, t_enqueue
+            self._starts.append(len(received))
+            self._enqueued.append(t_enqueue)
             # the id names the millisecond of the append: its middle is the unbiased
             # estimate (the enqueue -> append leg is +-0.5 ms at best)
-            self._id_appended = ((int(entry_id[:entry_id.find("-")]) + 0.5) / 1000.0
-                                 if entry_id else math.nan)
-        received = self._received
+            self._appended.append((int(entry_id[:entry_id.find("-")]) + 0.5) / 1000.0
+                                  if entry_id else math.nan)
         received.append(now)
-        self._enqueued.append(t_enqueue)
-        self._appended.append(self._id_appended)
         if len(received) >= self.FOLD_AT:
             self._fold()
 
     def _fold(self) -> None:
         hist, timeline = self._hist, self._timeline
         to_append, from_append = self._to_append, self._from_append
-        for now, enqueued, appended in zip(self._received, self._enqueued, self._appended,
-                                           strict=True):
-            latency_s = now - enqueued
-            index = bucket_of(latency_s)
-            hist.add(index, latency_s)
-            timeline.add(now, index, latency_s)
-            if appended == appended:  # not NaN
-                to_append.add(bucket_of(appended - enqueued), appended - enqueued)
-                from_append.add(bucket_of(now - appended), now - appended)
-        self._received, self._enqueued, self._appended = array("d"), array("d"), array("d")
+        received, starts = self._received, self._starts
+        ends = [*starts[1:], len(received)] if starts else []
+        for start, end, enqueued, appended in zip(starts, ends, self._enqueued,
+                                                  self._appended, strict=True):
+            has_append = appended == appended  # not NaN
+            for now in received[start:end]:  # per receipt, as the latency is
+                latency_s = now - enqueued
+                index = bucket_of(latency_s)
+                hist.add(index, latency_s)
+                timeline.add(now, index, latency_s)
+                if has_append:
+                    to_append.add(bucket_of(appended - enqueued), appended - enqueued)
+                    from_append.add(bucket_of(now - appended), now - appended)
+        self._received, self._starts = array("d"), array("q")
+        self._enqueued, self._appended = array("d"), array("d")
+        self._id, self._t_enqueue = None, math.nan  # the next receipt starts a row
 
     @property
     def hist(self) -> Histogram:
@@ -168,17 +184,28 @@ class BenchConnection(WSClient):
             frame["data"] = {"since": self.since}
         self.send_text(orjson.dumps(frame))
 
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        # The hot path, a whole text frame (a bench event, nearly always), without the
+        # general path's calls: one process reads every member in turn, so what it
+        # spends per frame is paid in the members' latency (see wsclient.py). It
+        # checks and records what on_text does.
+        if frame.fin and frame.msg_type is TEXT and not self._paused:
+            self.on_text(frame.get_payload_as_bytes(), _now())
+        else:
+            super().on_ws_frame(transport, frame)
+
     def on_text(self, payload: bytes, now: float) -> None:
-        if self.fleet.deadline and now > self.fleet.deadline:
+        fleet = self.fleet
+        if now > fleet.deadline:
             self.pause()  # past the run's bound: what arrives now is not counted
             return
-        message = orjson.loads(payload)
+        message = _loads(payload)
         kind = message.get("type")
         state = self.state
         if kind == EVENT_TYPE and message.get("room") == state.room:
             data = message["data"]
             seq = data.get("seq")
-            if not isinstance(seq, int):
+            if type(seq) is not int:
                 return
             entry_id = message.get("id")
             state.last_id = entry_id
@@ -186,7 +213,7 @@ class BenchConnection(WSClient):
                 state.warmups += 1
                 return
             state.count(seq)
-            self.fleet.recorder.record(now, data["t_enqueue"], entry_id)
+            fleet.recorder.record(now, data["t_enqueue"], entry_id)
         elif kind == "connected":
             self.join()
         elif kind == "room_joined" and message.get("room") == state.room:
@@ -222,7 +249,7 @@ class Fleet:
         self.closes_by_code: Counter[str] = Counter()
         self.other_frames = 0
         self.stopping = False
-        self.deadline = 0.0  # wall clock; 0 = none. Checked per received message, so the
+        self.deadline = math.inf  # wall clock. Checked per received message, so the
         # bound holds even when a saturated event loop wakes the drain coroutine late
         self._tasks: set[asyncio.Task[None]] = set()
 

@@ -9,6 +9,7 @@ is sampled too: on a shared box, busy cores minus ours is everyone else's load.
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,20 +28,30 @@ class Sample:
     machine_total_s: float
 
 
+# Finding a process's descendants reads every process's /proc entry: done at each
+# 0.5 s sample it was 2 % of the load generator's CPU, which delays the frames it
+# reads. The worker forks its processes at start, so a slower look is enough.
+CHILDREN_EVERY_S = 5.0
+
+
 @dataclass
 class Watched:
     process: psutil.Process
     tree: bool
     children: dict[int, psutil.Process] = field(default_factory=dict)
+    children_seen_at: float = -math.inf
 
     def members(self) -> list[psutil.Process]:
         if not self.tree:
             return [self.process]
-        try:  # keep Process objects across samples (psutil caches per object)
-            for child in self.process.children(recursive=True):
-                self.children.setdefault(child.pid, child)
-        except psutil.Error:
-            pass
+        now = time.monotonic()
+        if now - self.children_seen_at >= CHILDREN_EVERY_S:
+            self.children_seen_at = now
+            try:  # keep Process objects across samples (psutil caches per object)
+                for child in self.process.children(recursive=True):
+                    self.children.setdefault(child.pid, child)
+            except psutil.Error:
+                pass
         return [self.process, *self.children.values()]
 
 

@@ -74,3 +74,18 @@ def test_each_receipt_takes_the_append_time_of_its_own_id() -> None:
     assert to_append.quantile_ms(0.5) == pytest.approx(2.5, abs=0.1)
     assert to_append.quantile_ms(1.0) == pytest.approx(40.5, rel=0.03)  # 3 of late
     assert recorder.from_append.quantile_ms(0.0) == pytest.approx(9.5, rel=0.03)
+
+
+def test_receipts_of_events_without_an_id_keep_their_own_enqueue_time() -> None:
+    # runs of receipts share one row per event: without an id, the enqueue time
+    # tells two events apart
+    origin = 1_700_000_000.0
+    recorder = Recorder()
+    recorder.restart(origin)
+    for enqueued in (origin, origin, origin + 0.030, origin):
+        recorder.record(origin + 0.040, enqueued, None)
+    hist = recorder.hist
+    assert hist.n == 4 and recorder.to_append.n == 0
+    assert hist.quantile_ms(0.0) == pytest.approx(10.0, rel=0.03)
+    assert hist.quantile_ms(1.0) == pytest.approx(40.0, rel=0.03)
+    assert hist.quantile_ms(0.5) == pytest.approx(40.0, rel=0.03)  # 3 of the 4
