@@ -17,15 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from picows import WSFrame, WSMsgType, WSTransport
 
 from roomcast.bench.publisher import EVENT_TYPE
 from roomcast.bench.stats import Histogram, Timeline, bucket_of
 from roomcast.bench.wsclient import WSClient, connect
-
-TEXT = WSMsgType.TEXT
-_now = time.time
-_loads = orjson.loads
 
 MAX_ERRORS_KEPT = 20
 RESUME_CODES = frozenset({1006, 1011, 1012, 1013})  # abnormal, error, restart, slow consumer
@@ -88,13 +83,15 @@ class Recorder:
         for start, end, enqueued, appended in zip(starts, ends, self._enqueued,
                                                   self._appended, strict=True):
             has_append = appended == appended  # not NaN
+            to_leg = appended - enqueued
+            to_index = bucket_of(to_leg) if has_append else 0
             for now in received[start:end]:  # per receipt, as the latency is
                 latency_s = now - enqueued
                 index = bucket_of(latency_s)
                 hist.add(index, latency_s)
                 timeline.add(now, index, latency_s)
                 if has_append:
-                    to_append.add(bucket_of(appended - enqueued), appended - enqueued)
+                    to_append.add(to_index, to_leg)
                     from_append.add(bucket_of(now - appended), now - appended)
         self._received, self._starts = array("d"), array("q")
         self._enqueued, self._appended = array("d"), array("d")
@@ -184,22 +181,12 @@ class BenchConnection(WSClient):
             frame["data"] = {"since": self.since}
         self.send_text(orjson.dumps(frame))
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        # The hot path, a whole text frame (a bench event, nearly always), without the
-        # general path's calls: one process reads every member in turn, so what it
-        # spends per frame is paid in the members' latency (see wsclient.py). It
-        # checks and records what on_text does.
-        if frame.fin and frame.msg_type is TEXT and not self._paused:
-            self.on_text(frame.get_payload_as_bytes(), _now())
-        else:
-            super().on_ws_frame(transport, frame)
-
     def on_text(self, payload: bytes, now: float) -> None:
         fleet = self.fleet
         if now > fleet.deadline:
             self.pause()  # past the run's bound: what arrives now is not counted
             return
-        message = _loads(payload)
+        message = orjson.loads(payload)
         kind = message.get("type")
         state = self.state
         if kind == EVENT_TYPE and message.get("room") == state.room:
