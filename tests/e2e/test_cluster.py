@@ -3,15 +3,25 @@ shard reader per shard (keys of different slots cannot be read in one call)."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from redis.cluster import RedisCluster
 
+from roomcast.cli.embedded_redis import find_redis_server
 from shared import keys
 from shared.settings import Settings
 from tests.support.delivery import eventually
-from tests.support.redis_cluster import running_cluster
+from tests.support.redis_cluster import (
+    BUS_OFFSET,
+    cluster_port,
+    ephemeral_ports,
+    node_answers,
+    running_cluster,
+)
 from tests.support.redis_fixture import RedisUnderTest
 from tests.support.stack import JWT_SECRET, Stack
 from tests.support.tokens import make_token
@@ -88,3 +98,30 @@ async def test_events_fan_out_and_resume_on_a_cluster(cluster_stack: Stack, clus
         for client in clients:  # also on failure: an open socket would fail a later test
             await client.close()
         backend.close()
+
+
+def test_cluster_ports_stay_below_the_ephemeral_range() -> None:
+    # an outgoing connection can take any ephemeral port between our probe and the
+    # node's bind, and a node whose bus port is taken exits at once (CI saw it)
+    ephemeral = ephemeral_ports()
+    for _ in range(50):
+        port = cluster_port()
+        assert port not in ephemeral and port + BUS_OFFSET not in ephemeral
+
+
+def test_a_node_whose_bus_port_is_taken_is_noticed_at_once(tmp_path: Path) -> None:
+    port = cluster_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port + BUS_OFFSET))
+        holder.listen()
+        process = subprocess.Popen(
+            [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1",
+             "--dir", str(tmp_path), "--cluster-enabled", "yes", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            # the node's exit answers False; a wait for PING alone would time out
+            assert node_answers(port, process, timeout=30) is False
+            assert process.returncode not in (None, 0)
+        finally:
+            process.kill()
+            process.wait(10)

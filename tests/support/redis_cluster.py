@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import redis
 from redis.cluster import RedisCluster
 
-from roomcast.cli.embedded_redis import find_redis_server, free_port
+from roomcast.cli.embedded_redis import find_redis_server
 
 
 def _redis_cli(server_binary: str) -> str:
@@ -25,23 +26,25 @@ def _redis_cli(server_binary: str) -> str:
     return found
 
 
+# A node needs its port and its cluster bus port (port + 10000). Ports in the
+# kernel's ephemeral range can be taken by any outgoing connection between our
+# probe and the node's bind, and the node then exits at once: pick both below it.
+BUS_OFFSET = 10000
+LOWEST_PORT = 10000
+START_ATTEMPTS = 5
+
+
 @contextmanager
 def running_cluster(nodes: int = 3) -> Iterator[str]:
     binary = find_redis_server()
     workdir = Path(tempfile.mkdtemp(prefix="rc-cluster-"))
-    ports = [_cluster_port() for _ in range(nodes)]
-    processes = []
+    processes: list[subprocess.Popen[bytes]] = []
     try:
-        for port in ports:
-            node_dir = workdir / str(port)
-            node_dir.mkdir()
-            processes.append(subprocess.Popen(
-                [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir),
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--save", "", "--appendonly", "no", "--protected-mode", "no"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for port in ports:
-            _wait_ping(port)
+        ports = []
+        for _ in range(nodes):
+            port, process = _start_node(binary, workdir)
+            ports.append(port)
+            processes.append(process)
         subprocess.run([_redis_cli(binary), "--cluster", "create",
                         *[f"127.0.0.1:{p}" for p in ports], "--cluster-replicas", "0",
                         "--cluster-yes"], check=True, capture_output=True, timeout=60)
@@ -54,32 +57,65 @@ def running_cluster(nodes: int = 3) -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is a valid, free port too."""
+def _start_node(binary: str, workdir: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    """A node on fresh ports; a node that exits at start (a port taken after the
+    probe) is retried on other ports instead of failing the test run."""
+    for _ in range(START_ATTEMPTS):
+        port = cluster_port()
+        node_dir = workdir / str(port)
+        node_dir.mkdir()
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir),
+             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+             "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if node_answers(port, process):
+            return port, process
+        process.kill()
+        process.wait(10)
+    raise RuntimeError(f"no Redis Cluster node started in {START_ATTEMPTS} tries")
+
+
+def ephemeral_ports() -> range:
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    return range(int(low), int(high) + 1)
+
+
+def cluster_port() -> int:
+    """A free port whose bus port is free too, both below the ephemeral range."""
+    ceiling = min(ephemeral_ports().start, 65536) - BUS_OFFSET
     while True:
-        port = free_port()
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
+        port = random.randrange(LOWEST_PORT, ceiling)
+        if _bindable(port) and _bindable(port + BUS_OFFSET):
+            return port
 
 
-def _wait_ping(port: int, timeout: float = 10) -> None:
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def node_answers(port: int, process: subprocess.Popen[bytes], timeout: float = 10) -> bool:
+    """True once the node answers PING; False as soon as its process has exited."""
     deadline = time.monotonic() + timeout
     client = redis.Redis(port=port, socket_connect_timeout=0.5)
-    while True:
-        try:
-            client.ping()
-            client.close()
-            return
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)  # poll with a deadline
+    try:
+        while True:
+            try:
+                client.ping()
+                return True
+            except redis.ConnectionError:
+                if process.poll() is not None:
+                    return False
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # poll with a deadline
+    finally:
+        client.close()
 
 
 def _wait_cluster_ok(port: int, timeout: float = 20) -> None:
