@@ -29,12 +29,13 @@ from typing import Protocol
 
 from gateway.auth import Principal
 from gateway.close_codes import CloseCode
-from gateway.sink import FrameSink, total_bytes
+from gateway.sink import FrameSink, Offer, total_bytes
 from shared.codec import direct_frame, ws_text_frame
 
 IdKey = tuple[int, int]
 MAX_BATCH_FRAMES = 256  # queued frames joined into one write when a client lags
 SLOW_CONSUMER = "Slow consumer"
+_WRITTEN, _OVER_LIMIT = Offer.WRITTEN, Offer.OVER_LIMIT  # globals: read once per member
 
 
 class State(enum.Enum):
@@ -216,12 +217,13 @@ class Connection:
         """Write `frames` at once when nothing is ahead of them, else queue them."""
         size = total_bytes(frames)
         sink = self.sink
-        if self._writer is None and sink.writable:
-            if sink.buffered + size > self.limits.buffer_max_bytes:
+        if self._writer is None:
+            offered = sink.offer(frames, size, self.limits.buffer_max_bytes)
+            if offered is _WRITTEN:
+                return
+            if offered is _OVER_LIMIT:
                 self._overflow()
                 return
-            sink.write(frames)
-            return
         if (self._queued_frames + len(frames) > self.limits.queue_max
                 or self._queued_bytes + sink.buffered + size > self.limits.buffer_max_bytes):
             self._overflow()

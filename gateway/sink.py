@@ -5,9 +5,11 @@ Frames are complete WebSocket frames (`shared.codec.ws_text_frame`): a room
 event's frame is built once per gateway and the same bytes go to every member.
 
 Guarantees every sink gives `Connection`:
-- frames are sent in the order of `write` calls;
-- `writable` is False while earlier frames still wait for the socket, so a
-  caller that only writes when it is True never grows the buffer without bound;
+- frames are sent in the order of `offer` and `write` calls;
+- `offer` writes only while no earlier frames wait for the socket (else
+  `Offer.NOT_WRITABLE`: the caller queues them), so a caller that queues then
+  never grows the buffer without bound; and only while the sink's buffer plus
+  the frames stays within the caller's byte limit (else `Offer.OVER_LIMIT`);
 - `buffered` counts the bytes accepted and not yet handed to the socket;
 - `close` sends the close frame behind what the socket already holds (frames the
   sink itself still holds may be dropped), and never waits for a client that does
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 from typing import Any, Protocol
 
 from starlette.websockets import WebSocket
@@ -33,12 +36,23 @@ def total_bytes(frames: list[bytes]) -> int:
     return len(frames[0]) if len(frames) == 1 else sum(map(len, frames))
 
 
+class Offer(enum.Enum):
+    """What `FrameSink.offer` did with the frames it was given."""
+
+    WRITTEN = "written"
+    NOT_WRITABLE = "not writable"  # closed, or earlier frames still wait for the socket
+    OVER_LIMIT = "over limit"  # the sink's buffer plus the frames would pass the limit
+
+
 class FrameSink(Protocol):
     @property
     def open(self) -> bool: ...
 
-    @property
-    def writable(self) -> bool: ...
+    def offer(self, frames: list[bytes], size: int, limit: int) -> Offer:
+        """Write `frames` (`size` bytes) now if the sink is writable and its buffer plus
+        them stays within `limit`. It runs once per member per read, so it is one call
+        where a writability check, a buffer check and a write were three."""
+        ...
 
     @property
     def buffered(self) -> int: ...
@@ -69,9 +83,13 @@ class AsgiSink:
     def open(self) -> bool:
         return not self._closed
 
-    @property
-    def writable(self) -> bool:
-        return not self._closed and self._idle.is_set()
+    def offer(self, frames: list[bytes], size: int, limit: int) -> Offer:
+        if self._closed or not self._idle.is_set():
+            return Offer.NOT_WRITABLE
+        if self._pending_bytes + size > limit:
+            return Offer.OVER_LIMIT
+        self.write(frames)
+        return Offer.WRITTEN
 
     @property
     def buffered(self) -> int:

@@ -39,8 +39,11 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 
 from gateway.logs import REPEATED_CONNECTION_LINES
+from gateway.sink import Offer
 
 FRAME_SINK_EXTENSION = "roomcast.frame_sink"
+# module globals: cheaper to reach on the per-member path than Offer's attributes
+_WRITTEN, _NOT_WRITABLE, _OVER_LIMIT = Offer.WRITTEN, Offer.NOT_WRITABLE, Offer.OVER_LIMIT
 ABORT_AFTER_SECONDS = 5.0
 # What this module reads or calls on uvicorn's protocol instance.
 REQUIRED_ATTRIBUTES = ("logger", "transport", "writable", "close_sent", "disconnected", "conn",
@@ -64,10 +67,19 @@ class TransportSink:
         p = self._protocol
         return not (p.close_sent or p.disconnected or p.transport.is_closing())
 
-    @property
-    def writable(self) -> bool:
-        """Open and under the transport's high-water mark."""
-        return self.open and self._protocol.writable.is_set()
+    def offer(self, frames: list[bytes], size: int, limit: int) -> Offer:
+        """Writable means open and under the transport's high-water mark. The checks
+        are inlined: as `open`, `writable`, `buffered` and `write` properties and calls
+        they were a quarter of the fan-out's Python per member (1.34 against 1.03 µs)."""
+        protocol = self._protocol
+        transport = protocol.transport
+        if (protocol.close_sent or protocol.disconnected or transport.is_closing()
+                or not protocol.writable.is_set()):
+            return _NOT_WRITABLE
+        if transport.get_write_buffer_size() + size > limit:
+            return _OVER_LIMIT
+        transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        return _WRITTEN
 
     @property
     def buffered(self) -> int:

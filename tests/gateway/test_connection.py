@@ -16,7 +16,7 @@ import pytest
 
 from gateway.auth import Principal
 from gateway.connection import Connection, IdKey, SendLimits
-from gateway.sink import total_bytes
+from gateway.sink import Offer, total_bytes
 from shared.codec import ws_frame_payload, ws_text_frame
 
 ROOM = "project:1"
@@ -38,9 +38,13 @@ class ScriptedSink:
     def open(self) -> bool:
         return self.closed_with is None
 
-    @property
-    def writable(self) -> bool:
-        return self.open and self._writable.is_set()
+    def offer(self, frames: list[bytes], size: int, limit: int) -> Offer:
+        if not (self.open and self._writable.is_set()):
+            return Offer.NOT_WRITABLE
+        if self.buffered + size > limit:
+            return Offer.OVER_LIMIT
+        self.write(frames)
+        return Offer.WRITTEN
 
     async def wait_writable(self) -> None:
         if not self._writable.is_set():
