@@ -56,15 +56,27 @@ def create_app(settings: Settings | None = None, instance_id: str | None = None,
 
 class GatewayApp(FastAPI):
     """FastAPI, with our WebSocket path served before FastAPI's own entry (see
-    gateway/fast_path.py)."""
+    gateway/fast_path.py), unless FastAPI's OpenTelemetry is on: then every
+    connection goes through FastAPI, which gives it its span."""
+
+    _framework_telemetry: bool | None = None  # decided at the first WebSocket
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.root_path:  # as FastAPI's entry does
             scope["root_path"] = self.root_path
-        if is_our_websocket(scope):
+        if is_our_websocket(scope) and not self._telemetry_wanted():
             await serve_websocket(self, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+    def _telemetry_wanted(self) -> bool:
+        """FastAPI's entry asks this per request; a process configures OpenTelemetry
+        at its start (opentelemetry-instrument, or the app's own setup), so once is
+        enough. FastAPI before 0.165 has no such wrapper."""
+        if self._framework_telemetry is None:
+            native = getattr(self, "_native_telemetry", None)
+            self._framework_telemetry = bool(native is not None and native.enabled())
+        return self._framework_telemetry
 
 
 @asynccontextmanager

@@ -8,7 +8,8 @@ handles every error itself. And FastAPI's own entry asks, per connection,
 whether OpenTelemetry is configured (1.8 % of a gateway's CPU in a connect
 storm, py-spy). So the app's entry (`GatewayApp.__call__`) hands our WebSocket
 path straight to the endpoint; everything else (HTTP routes, other WebSocket
-paths) goes through FastAPI as usual.
+paths) goes through FastAPI as usual, and so does our path when FastAPI's
+OpenTelemetry is configured, so that each connection still gets its span.
 """
 
 from __future__ import annotations
@@ -23,10 +24,17 @@ WS_PATH = "/api/v1/ws/connect"
 
 def is_our_websocket(scope: Scope) -> bool:
     """A WebSocket to the endpoint's path, also when the app is mounted under a prefix."""
-    if scope["type"] != "websocket":
-        return False
+    return scope["type"] == "websocket" and route_path(scope) == WS_PATH
+
+
+def route_path(scope: Scope) -> str:
+    """The path below the app's mount point, as Starlette's router matches it: mounted
+    at /api, a request for /api/v1/ws/connect is /v1/ws/connect, not our path."""
     path: str = scope.get("path", "")
-    return path == WS_PATH or path == scope.get("root_path", "") + WS_PATH
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
+        return path[len(root):]
+    return path
 
 
 async def serve_websocket(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
