@@ -26,9 +26,10 @@ class HiredisPacking(AbstractConnection):  # type: ignore[misc]  # mypy sees it 
 
     def pack_command(self, *args: Any) -> list[bytes]:
         name = args[0]
-        # a command name of several words ("CONFIG GET") is sent as separate arguments
+        # a command name of several words ("CONFIG GET") is sent as separate arguments,
+        # split on any whitespace as redis-py does; a one-word name needs no split
         if isinstance(name, str):
-            if " " in name:
+            if not name.isalpha():
                 args = (*name.encode().split(), *args[1:])
         elif isinstance(name, bytes) and b" " in name:
             args = (*name.split(), *args[1:])
