@@ -108,6 +108,8 @@ class QuietConnectionLog:
 
     def info(self, msg: object, *args: object, **kwargs: Any) -> None:
         if not (isinstance(msg, str) and msg in REPEATED_CONNECTION_LINES):
+            # the record names our caller, not this method
+            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
             self._logger.info(msg, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:  # debug, error, exception, level, ...

@@ -80,3 +80,7 @@ async def test_the_protocols_other_records_still_reach_uvicorns_logger(made: Mad
     assert [r.getMessage() for r in kept] == ["a record the protocol keeps: kept",
                                              "connection rejected (400 Bad Request)"]
     assert protocol.logger.level == logging.getLogger("uvicorn.error").level
+    # each record names its caller, as it did before the wrapper: here, this test
+    this_test = "test_the_protocols_other_records_still_reach_uvicorns_logger"
+    assert {(r.filename, r.funcName) for r in kept} == {("test_connection_log_lines.py",
+                                                          this_test)}
