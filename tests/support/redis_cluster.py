@@ -15,7 +15,7 @@ from pathlib import Path
 import redis
 from redis.cluster import RedisCluster
 
-from roomcast.cli.embedded_redis import find_redis_server
+from roomcast.cli.embedded_redis import find_redis_server, free_port
 
 
 def _redis_cli(server_binary: str) -> str:
@@ -32,6 +32,7 @@ def _redis_cli(server_binary: str) -> str:
 BUS_OFFSET = 10000
 LOWEST_PORT = 10000
 START_ATTEMPTS = 5
+PORT_PROBES = 1000
 
 
 @contextmanager
@@ -77,17 +78,24 @@ def _start_node(binary: str, workdir: Path) -> tuple[int, subprocess.Popen[bytes
 
 
 def ephemeral_ports() -> range:
-    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except OSError:  # not Linux: its default range
+        return range(32768, 61000)
     return range(int(low), int(high) + 1)
 
 
 def cluster_port() -> int:
-    """A free port whose bus port is free too, both below the ephemeral range."""
-    ceiling = min(ephemeral_ports().start, 65536) - BUS_OFFSET
-    while True:
-        port = random.randrange(LOWEST_PORT, ceiling)
-        if _bindable(port) and _bindable(port + BUS_OFFSET):
+    """A free port whose bus port is free too, both outside the ephemeral range when
+    the host leaves room for that (else any free pair: `_start_node` retries)."""
+    ephemeral = ephemeral_ports()
+    outside = [r for r in (range(LOWEST_PORT, ephemeral.start - BUS_OFFSET),
+                           range(ephemeral.stop, 65536 - BUS_OFFSET)) if r]
+    for _ in range(PORT_PROBES):
+        port = random.choice(random.choice(outside)) if outside else free_port()
+        if port + BUS_OFFSET < 65536 and _bindable(port) and _bindable(port + BUS_OFFSET):
             return port
+    raise RuntimeError(f"no free pair of ports for a cluster node in {PORT_PROBES} probes")
 
 
 def _bindable(port: int) -> bool:
