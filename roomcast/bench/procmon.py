@@ -22,7 +22,7 @@ MB = 1024.0 * 1024.0
 @dataclass
 class Sample:
     at: float
-    cpu_s: dict[str, float]  # name -> user+system seconds (tree)
+    cpu_s: dict[str, dict[int, float]]  # name -> pid -> user+system seconds (its tree)
     rss: dict[str, int]  # name -> bytes (tree)
     machine_busy_s: float  # summed over all cores
     machine_total_s: float
@@ -102,21 +102,21 @@ class ProcMonitor:
             return self._sample()
 
     def _sample(self) -> Sample:
-        cpu: dict[str, float] = {}
+        cpu: dict[str, dict[int, float]] = {}
         rss: dict[str, int] = {}
         for name, w in self.watched.items():
-            total_cpu, total_rss, alive = 0.0, 0, False
+            per_pid: dict[int, float] = {}
+            total_rss = 0
             for proc in w.members():
                 try:
                     with proc.oneshot():
                         t = proc.cpu_times()
-                        total_cpu += t.user + t.system
+                        per_pid[proc.pid] = t.user + t.system
                         total_rss += proc.memory_info().rss
-                    alive = True
                 except psutil.Error:
                     continue
-            if alive:
-                cpu[name], rss[name] = total_cpu, total_rss
+            if per_pid:
+                cpu[name], rss[name] = per_pid, total_rss
                 if total_rss > self.peak_rss.get(name, 0):
                     self.peak_rss[name] = total_rss
         busy, total = _machine()
@@ -125,7 +125,12 @@ class ProcMonitor:
         return s
 
     def mark(self, label: str) -> Sample:
-        self.marks[label] = s = self.sample()
+        """A sample at a phase boundary, after a fresh look for children: a window
+        between two marks then counts every process that was there at its start."""
+        with self._lock:
+            for watched in self.watched.values():
+                watched.children_seen_at = -math.inf
+            self.marks[label] = s = self._sample()
         return s
 
     def rss_mb(self, label: str) -> dict[str, float]:
@@ -158,10 +163,17 @@ def window_pct(a: Sample, b: Sample, cores: int) -> dict[str, float]:
     out: dict[str, float] = {}
     ours = 0.0
     for name, cpu in b.cpu_s.items():
-        if name in a.cpu_s:
-            pct = 100.0 * (cpu - a.cpu_s[name]) / dt
-            out[name] = round(pct, 1)
-            ours += pct
+        before = a.cpu_s.get(name)
+        if before is None:
+            continue
+        # Only processes seen at both ends: a child found late (children are looked
+        # for every CHILDREN_EVERY_S) would otherwise add all the CPU of its life so
+        # far to this window (Dramatiq's worker process: its start-up, 150 % of a
+        # core in one second of a publishing window), and one gone would subtract it.
+        seconds = sum(used - before[pid] for pid, used in cpu.items() if pid in before)
+        pct = 100.0 * seconds / dt
+        out[name] = round(pct, 1)
+        ours += pct
     busy_total = b.machine_total_s - a.machine_total_s
     if busy_total > 0:
         busy_pct = 100.0 * (b.machine_busy_s - a.machine_busy_s) / busy_total  # of all cores
