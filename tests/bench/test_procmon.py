@@ -50,15 +50,21 @@ def _burn(parent: subprocess.Popen[str]) -> None:
     assert parent.stdout.readline() == "burned\n"  # the child's line: the CPU is used
 
 
-def test_a_child_found_late_adds_only_what_it_uses_afterwards(
-        tree: subprocess.Popen[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def _watched_before_the_child_is_born(tree: subprocess.Popen[str]) -> ProcMonitor:
+    """A monitor that looked for the tree's children before the parent forked one."""
     monitor = ProcMonitor()
     monitor.watch("worker", tree.pid, tree=True)
     monitor.sample()  # looks for children: none yet
     assert tree.stdin is not None
     tree.stdin.write("go\n")
     tree.stdin.flush()
-    _burn(tree)  # the child, born after that look, uses BURN_S
+    return monitor
+
+
+def test_a_child_found_late_adds_only_what_it_uses_afterwards(
+        tree: subprocess.Popen[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monitor = _watched_before_the_child_is_born(tree)
+    _burn(tree)  # the child uses BURN_S
     before = monitor.sample()  # the next look is CHILDREN_EVERY_S away: not found yet
     monkeypatch.setattr(procmon, "CHILDREN_EVERY_S", 0.0)
     found = monitor.sample()  # found now, idle between the two samples
@@ -70,12 +76,7 @@ def test_a_child_found_late_adds_only_what_it_uses_afterwards(
 
 
 def test_a_mark_looks_for_children_first(tree: subprocess.Popen[str]) -> None:
-    monitor = ProcMonitor()
-    monitor.watch("worker", tree.pid, tree=True)
-    monitor.sample()  # looks for children: none yet
-    assert tree.stdin is not None
-    tree.stdin.write("go\n")
-    tree.stdin.flush()
+    monitor = _watched_before_the_child_is_born(tree)
     _burn(tree)  # the child exists now (it answered)
     start = monitor.mark("start")  # found at once, though CHILDREN_EVERY_S has not passed
     assert len(start.cpu_s["worker"]) == 2  # the parent and its child
