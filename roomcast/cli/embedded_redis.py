@@ -52,6 +52,32 @@ def free_port() -> int:
         return port
 
 
+class RedisExited(RuntimeError):
+    """redis-server stopped before it answered (a taken port, a bad option)."""
+
+
+def wait_until_answering(port: int, process: subprocess.Popen[bytes] | None,
+                         timeout: float) -> None:
+    """Returns once the server on `port` answers PING; RedisExited as soon as its
+    process has ended, TimeoutError past `timeout`."""
+    deadline = time.monotonic() + timeout
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+    try:
+        while True:
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                pass
+            if process is not None and process.poll() is not None:
+                raise RedisExited(f"redis-server exited with {process.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server on {port} not ready")
+            time.sleep(0.05)  # poll with a deadline
+    finally:
+        client.close()
+
+
 @dataclass
 class EmbeddedRedis:
     """One redis-server process; `restart()` keeps port and data directory."""
@@ -82,22 +108,7 @@ class EmbeddedRedis:
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        try:
-            while True:
-                try:
-                    if client.ping():
-                        return
-                except redis.ConnectionError:
-                    pass
-                if self.process is not None and self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"redis-server on {self.port} not ready")
-                time.sleep(0.05)  # poll with a deadline
-        finally:
-            client.close()
+        wait_until_answering(self.port, self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown save, the way a crash looks."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from redis.cluster import RedisCluster
 
-from roomcast.cli.embedded_redis import find_redis_server
+from roomcast.cli.embedded_redis import RedisExited, find_redis_server, wait_until_answering
 from shared import keys
 from shared.settings import Settings
 from tests.support.delivery import eventually
@@ -19,7 +19,6 @@ from tests.support.redis_cluster import (
     BUS_OFFSET,
     cluster_port,
     ephemeral_ports,
-    node_answers,
     running_cluster,
 )
 from tests.support.redis_fixture import RedisUnderTest
@@ -119,8 +118,9 @@ def test_a_node_whose_bus_port_is_taken_is_noticed_at_once(tmp_path: Path) -> No
              "--dir", str(tmp_path), "--cluster-enabled", "yes", "--save", ""],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            # the node's exit answers False; a wait for PING alone would time out
-            assert node_answers(port, process, timeout=30) is False
+            # the node's exit is noticed at once; a wait for PING alone would time out
+            with pytest.raises(RedisExited):
+                wait_until_answering(port, process, timeout=30)
             assert process.returncode not in (None, 0)
         finally:
             process.kill()

@@ -15,7 +15,12 @@ from pathlib import Path
 import redis
 from redis.cluster import RedisCluster
 
-from roomcast.cli.embedded_redis import find_redis_server, free_port
+from roomcast.cli.embedded_redis import (
+    RedisExited,
+    find_redis_server,
+    free_port,
+    wait_until_answering,
+)
 
 
 def _redis_cli(server_binary: str) -> str:
@@ -33,6 +38,7 @@ BUS_OFFSET = 10000
 LOWEST_PORT = 10000
 START_ATTEMPTS = 5
 PORT_PROBES = 1000
+NODE_START_TIMEOUT_S = 10.0
 
 
 @contextmanager
@@ -70,10 +76,11 @@ def _start_node(binary: str, workdir: Path) -> tuple[int, subprocess.Popen[bytes
              "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
              "--save", "", "--appendonly", "no", "--protected-mode", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if node_answers(port, process):
+        try:
+            wait_until_answering(port, process, NODE_START_TIMEOUT_S)
             return port, process
-        process.kill()
-        process.wait(10)
+        except RedisExited:
+            process.wait(10)
     raise RuntimeError(f"no Redis Cluster node started in {START_ATTEMPTS} tries")
 
 
@@ -105,25 +112,6 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def node_answers(port: int, process: subprocess.Popen[bytes], timeout: float = 10) -> bool:
-    """True once the node answers PING; False as soon as its process has exited."""
-    deadline = time.monotonic() + timeout
-    client = redis.Redis(port=port, socket_connect_timeout=0.5)
-    try:
-        while True:
-            try:
-                client.ping()
-                return True
-            except redis.ConnectionError:
-                if process.poll() is not None:
-                    return False
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)  # poll with a deadline
-    finally:
-        client.close()
 
 
 def _wait_cluster_ok(port: int, timeout: float = 20) -> None:
