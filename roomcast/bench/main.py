@@ -8,6 +8,7 @@ CPU and memory of every process, as JSON (and a PNG chart on request).
   roomcast bench --clients 500 --layout one-room --rate 200 --duration 10 --runs 3
   roomcast bench --clients 1000 --layout small-rooms --room-size 5 --rate 0
   roomcast bench --rate 200 --compare-peer            # Socket.IO side by side (bench/)
+  roomcast bench --clients 10000 --gateways 1 --layout small-rooms --connect-floor
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ def parser() -> argparse.ArgumentParser:
                    help="keep --connect-batch connects in flight, each replaced as it ends "
                         "(a steady stream, as after a crash), instead of waves")
     c.add_argument("--connect-timeout", type=float, default=60.0, help="connect phase bound, s")
+    c.add_argument("--connect-floor", action="store_true",
+                   help="after each run, connect the same clients the same way to a bare "
+                        "app served as a gateway is (no roomcast work): the server stack's "
+                        "own cost per connect (roomcast/bench/connect_floor.py)")
     c.add_argument("--settle", type=float, default=1.0,
                    help="idle time after connecting, s: its CPU is reported as cpu_pct.idle")
     k = p.add_argument_group("stack")
@@ -156,6 +161,19 @@ def one_run(args: argparse.Namespace, cfg: ScenarioConfig, index: int) -> dict[s
     return report
 
 
+def floor_run(args: argparse.Namespace, cfg: ScenarioConfig, index: int) -> dict[str, Any]:
+    from roomcast.bench.connect_floor import measure_floor
+
+    try:
+        floor = _run(measure_floor(cfg))
+    except Exception as exc:  # reported; the run's own figures still count
+        _log(args, f"run {index}: connect floor failed: {type(exc).__name__}: {exc}")
+        return {"failed": f"{type(exc).__name__}: {exc}"[:500]}
+    _log(args, f"run {index}: connect floor: {floor['connects_per_s']} connections/s, "
+               f"{floor['cpu_ms_per_connect']} ms of server CPU per connect")
+    return floor
+
+
 def cpu_model() -> str:
     """The processor's name: figures of one session are compared only with figures
     from the same hardware (the same kind of VM is not always the same CPU)."""
@@ -205,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     for i in range(1, args.runs + 1):
         runs.append(one_run(args, cfg, i))
+        if args.connect_floor:
+            runs[-1]["connect_floor"] = floor_run(args, cfg, i)
         if peer is not None:
             peer.run(i)
     ok = [r for r in runs if "failed" not in r]

@@ -315,6 +315,10 @@ def _report(cfg: ScenarioConfig, stack: BenchStack, mon: ProcMonitor, fleet: Fle
     if mem_per_conn:
         mem_per_conn["mean"] = round(sum(mem_per_conn.values()) / len(mem_per_conn), 1)
     cpu_publish = mon.cpu_pct_between(t_start, t_done)
+    cpu_connect = mon.cpu_pct("before_connect", "after_connect")
+    # a gateway's CPU time while connecting over the connections it took
+    ms_per_connect = {name: round(cpu_connect[name] / 100 * connect_s / n * 1000, 3)
+                      for name, n in per_gateway.items() if n and name in cpu_connect}
     return {
         "clients": cfg.clients,
         "connected": len(members),
@@ -347,12 +351,13 @@ def _report(cfg: ScenarioConfig, stack: BenchStack, mon: ProcMonitor, fleet: Fle
         "publisher_errors": done.get("errors"),
         "cpu_pct": {"publish": cpu_publish,
                     "publish_and_drain": mon.cpu_pct_between(t_start, mon.marks["end"].at),
-                    "connect": mon.cpu_pct("before_connect", "after_connect"),
+                    "connect": cpu_connect,
                     # every client connected and silent: the cost of heartbeats alone
                     "idle": mon.cpu_pct("after_connect", "after_idle")},
         "peak_rss_mb": mon.peak_rss_mb(),
         "rss_mb_after_connect": mon.rss_mb("after_connect"),
         "mem_per_conn_kb": mem_per_conn,
+        "cpu_ms_per_connect": ms_per_connect,
         "publisher_cpu_s": done.get("cpu_s"),
         "n_errors": fleet.n_errors,
         "errors": fleet.errors,

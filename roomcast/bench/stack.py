@@ -211,10 +211,11 @@ def _ping(client: Any) -> bool:
 
 
 def _ready(http: str) -> bool:
-    return _status(http + "/readyz") == 200
+    return http_status(http + "/readyz") == 200
 
 
-def _status(url: str) -> int:
+def http_status(url: str) -> int:
+    """The HTTP status of a GET, 0 when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return int(response.status)

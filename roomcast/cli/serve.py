@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from gateway.app import create_app
 from gateway.logs import log_config
@@ -22,6 +23,20 @@ from roomcast.cli.preflight import bind_port, reachable
 from shared.settings import Engine, Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+def gateway_config(app: ASGIApp, settings: Settings, host: str,
+                   port: int) -> uvicorn.Config:
+    """uvicorn's options for a gateway (also the bench's connect floor, which must be
+    served exactly as a gateway is)."""
+    return uvicorn.Config(
+        app, host=host, port=port, ws=RoomcastWebSocketProtocol,
+        ws_max_size=settings.WS_MESSAGE_MAX_SIZE, ws_per_message_deflate=False,
+        ws_ping_interval=settings.WS_HEARTBEAT_INTERVAL,
+        ws_ping_timeout=settings.WS_HEARTBEAT_INTERVAL * PING_TIMEOUT_INTERVALS,
+        log_config=log_config(), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        proxy_headers=False, server_header=False, h11_max_incomplete_event_size=16 * 1024,
+    )
 
 
 def run_gateway(settings: Settings, host: str, port: int, instance_id: str | None,
@@ -39,14 +54,7 @@ def run_gateway(settings: Settings, host: str, port: int, instance_id: str | Non
     except BaseException:
         sock.close()
         raise
-    config = uvicorn.Config(
-        app, host=host, port=port, ws=RoomcastWebSocketProtocol,
-        ws_max_size=settings.WS_MESSAGE_MAX_SIZE, ws_per_message_deflate=False,
-        ws_ping_interval=settings.WS_HEARTBEAT_INTERVAL,
-        ws_ping_timeout=settings.WS_HEARTBEAT_INTERVAL * PING_TIMEOUT_INTERVALS,
-        log_config=log_config(), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        proxy_headers=False, server_header=False, h11_max_incomplete_event_size=16 * 1024,
-    )
+    config = gateway_config(app, settings, host, port)
     try:
         check_compatible(config)
     except UnsupportedUvicorn as exc:

@@ -81,6 +81,20 @@ def test_from_job_appends_without_the_worker(tmp_path: Path) -> None:
     assert run["delivered"] == run["expected"] == 10 * events
 
 
+@pytest.mark.timeout(120)
+def test_the_connect_floor_is_reported_beside_the_gateway(tmp_path: Path) -> None:
+    """`--connect-floor` connects the same clients to a bare app served as a gateway
+    is; both figures of CPU per connect are in the run's report."""
+    # enough connects for some clock ticks of server CPU (/proc counts in 10 ms)
+    report = _short_bench(tmp_path, "--clients", "300", "--rate", "20", "--connect-floor")
+    (run,) = report["runs"]
+    assert run["connected"] == 300
+    assert run["cpu_ms_per_connect"]["gw1"] > 0
+    floor = run["connect_floor"]
+    assert floor["connected"] == 300 and floor["n_errors"] == 0, floor
+    assert floor["cpu_ms_per_connect"] > 0
+
+
 def _short_bench(tmp_path: Path, *args: str) -> dict[str, Any]:
     """One run of 1 s on one gateway of its own stack; the JSON report."""
     out = tmp_path / "report.json"
