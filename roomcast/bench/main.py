@@ -161,7 +161,8 @@ def one_run(args: argparse.Namespace, cfg: ScenarioConfig, index: int) -> dict[s
     return report
 
 
-def floor_run(args: argparse.Namespace, cfg: ScenarioConfig, index: int) -> dict[str, Any]:
+def floor_run(args: argparse.Namespace, cfg: ScenarioConfig, index: int,
+              run: dict[str, Any]) -> dict[str, Any]:
     from roomcast.bench.connect_floor import measure_floor
 
     try:
@@ -169,8 +170,11 @@ def floor_run(args: argparse.Namespace, cfg: ScenarioConfig, index: int) -> dict
     except Exception as exc:  # reported; the run's own figures still count
         _log(args, f"run {index}: connect floor failed: {type(exc).__name__}: {exc}")
         return {"failed": f"{type(exc).__name__}: {exc}"[:500]}
+    gateways = ", ".join(f"{name} {ms} ms" for name, ms in
+                         (run.get("cpu_ms_per_connect") or {}).items())
     _log(args, f"run {index}: connect floor: {floor['connects_per_s']} connections/s, "
-               f"{floor['cpu_ms_per_connect']} ms of server CPU per connect")
+               f"{floor['cpu_ms_per_connect']} ms of server CPU per connect "
+               f"(the run's gateways: {gateways or 'not measured'})")
     return floor
 
 
@@ -224,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for i in range(1, args.runs + 1):
         runs.append(one_run(args, cfg, i))
         if args.connect_floor:
-            runs[-1]["connect_floor"] = floor_run(args, cfg, i)
+            runs[-1]["connect_floor"] = floor_run(args, cfg, i, runs[-1])
         if peer is not None:
             peer.run(i)
     ok = [r for r in runs if "failed" not in r]
