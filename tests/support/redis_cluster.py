@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,10 +15,13 @@ from redis.cluster import RedisCluster
 
 from roomcast.cli.embedded_redis import (
     RedisExited,
+    ephemeral_ports,
     find_redis_server,
-    free_port,
+    stable_port,
     wait_until_answering,
 )
+
+__all__ = ["BUS_OFFSET", "cluster_port", "ephemeral_ports", "running_cluster"]
 
 
 def _redis_cli(server_binary: str) -> str:
@@ -31,13 +32,10 @@ def _redis_cli(server_binary: str) -> str:
     return found
 
 
-# A node needs its port and its cluster bus port (port + 10000). Ports in the
-# kernel's ephemeral range can be taken by any outgoing connection between our
-# probe and the node's bind, and the node then exits at once: pick both below it.
+# A node needs its port and its cluster bus port (port + 10000), both outside the
+# kernel's ephemeral range (see stable_port).
 BUS_OFFSET = 10000
-LOWEST_PORT = 10000
 START_ATTEMPTS = 5
-PORT_PROBES = 1000
 NODE_START_TIMEOUT_S = 10.0
 
 
@@ -84,34 +82,10 @@ def _start_node(binary: str, workdir: Path) -> tuple[int, subprocess.Popen[bytes
     raise RuntimeError(f"no Redis Cluster node started in {START_ATTEMPTS} tries")
 
 
-def ephemeral_ports() -> range:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-    except OSError:  # not Linux: its default range
-        return range(32768, 61000)
-    return range(int(low), int(high) + 1)
-
-
 def cluster_port() -> int:
     """A free port whose bus port is free too, both outside the ephemeral range when
     the host leaves room for that (else any free pair: `_start_node` retries)."""
-    ephemeral = ephemeral_ports()
-    outside = [r for r in (range(LOWEST_PORT, ephemeral.start - BUS_OFFSET),
-                           range(ephemeral.stop, 65536 - BUS_OFFSET)) if r]
-    for _ in range(PORT_PROBES):
-        port = random.choice(random.choice(outside)) if outside else free_port()
-        if port + BUS_OFFSET < 65536 and _bindable(port) and _bindable(port + BUS_OFFSET):
-            return port
-    raise RuntimeError(f"no free pair of ports for a cluster node in {PORT_PROBES} probes")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    return stable_port(BUS_OFFSET)
 
 
 def _wait_cluster_ok(port: int, timeout: float = 20) -> None:
