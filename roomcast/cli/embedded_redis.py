@@ -57,7 +57,7 @@ def free_port() -> int:
 # A port in the kernel's ephemeral range can be taken by any outgoing connection
 # while no server holds it: between our probe and redis-server's bind, or between
 # a kill and the restart on the same port (the tests do both). The server then
-# exits at once. Ports below that range are never handed out that way.
+# exits at once. Ports outside that range are never given to outgoing connections.
 LOWEST_PORT = 10000
 PORT_PROBES = 1000
 START_ATTEMPTS = 5
