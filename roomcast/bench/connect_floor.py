@@ -102,7 +102,8 @@ async def start_server() -> tuple[asyncio.subprocess.Process, int]:
 
 async def stop_server(server: asyncio.subprocess.Process) -> None:
     if server.returncode is None:
-        server.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may end on its own meanwhile
+            server.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(server.wait(), STOP_WAIT_S)
         except TimeoutError:
