@@ -104,15 +104,25 @@ class BenchStack:
         return self
 
     def stop(self) -> None:
-        """Gateways first (they drain and close clients with 1012), then worker, then Redis."""
-        order = ([c for c in self.children if c.name.startswith("gw")]
-                 + [c for c in self.children if c.name == "worker"]
-                 + [c for c in self.children if c.name == "redis"])
-        for child in order:
+        """Gateways first, and only once they are gone the worker, then Redis: a
+        gateway drains (1012 to every client, then each one's presence and slot are
+        released in Redis), which fails and floods its log if Redis is already gone."""
+        gateways = [c for c in self.children if c.name.startswith("gw")]
+        for stage in (gateways, [c for c in self.children if c.name == "worker"],
+                      [c for c in self.children if c.name == "redis"]):
+            self._stop_stage(stage)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if not self.config.keep_logs:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @staticmethod
+    def _stop_stage(children: list[Child]) -> None:
+        for child in children:
             if child.alive():
                 child.signal_group(signal.SIGTERM)
         deadline = time.monotonic() + STOP_WAIT_S
-        for child in order:
+        for child in children:
             try:
                 child.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -120,10 +130,6 @@ class BenchStack:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.process.wait(5)
             child.signal_group(signal.SIGKILL)  # stray forked workers of the group, if any
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        if not self.config.keep_logs:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _kill_all(self) -> None:
         print(f"roomcast bench: lifetime bound ({self.config.lifetime_s:.0f} s) reached; "
