@@ -27,6 +27,12 @@ from shared.settings import Settings
 log = logging.getLogger("roomcast.node")
 
 READY_HEARTBEATS = 3  # own heartbeat must come back through every shard within this
+# A closed connection's presence and slot are released in the engine on a best-effort
+# basis (both expire there on their own). While Redis is unreachable, the client's
+# retries and its pool's wait would hold each connection's task for many seconds; on
+# SIGTERM uvicorn cancels whatever still runs after its graceful timeout (5 s,
+# roomcast/cli/serve.py), logging a traceback per connection. Bounded under that.
+RELEASE_BOUND_SECONDS = 3.0
 
 
 class InstanceIdTaken(Exception):
@@ -124,6 +130,11 @@ class Node:
 
     async def disconnect(self, conn: Connection) -> None:
         self.metrics.connections.dec()
-        await self.rooms.leave_all(conn)
-        with contextlib.suppress(Exception):  # best effort: the slot expires anyway
-            await self.presence.release_slot(conn.principal.user_id, conn.id)
+        try:
+            async with asyncio.timeout(RELEASE_BOUND_SECONDS):
+                await self.rooms.leave_all(conn)
+                with contextlib.suppress(Exception):  # best effort: the slot expires anyway
+                    await self.presence.release_slot(conn.principal.user_id, conn.id)
+        except TimeoutError:
+            log.warning("release after disconnect timed out; presence and slot expire "
+                        "on their own", extra={"connection_id": conn.id})
