@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 
 import pytest
 
@@ -29,6 +30,7 @@ async def test_gateways_drain_against_a_live_redis() -> None:
         log = (stack.workdir / "gw1.log").read_text()
     finally:
         stack.stop()
+        shutil.rmtree(stack.workdir, ignore_errors=True)  # kept for the log above
     assert codes == [1012] * CLIENTS
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert [r["msg"] for r in records].count("disconnect") == CLIENTS
