@@ -9,6 +9,7 @@ CPU and memory of every process, as JSON (and a PNG chart on request).
   roomcast bench --clients 1000 --layout small-rooms --room-size 5 --rate 0
   roomcast bench --rate 200 --compare-peer            # Socket.IO side by side (bench/)
   roomcast bench --clients 10000 --gateways 1 --layout small-rooms --connect-floor
+  roomcast bench --hop-probe --rate 100 --duration 12 --runs 3   # the worker hop's cost
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Coroutine, Sequence
@@ -103,6 +105,10 @@ def parser() -> argparse.ArgumentParser:
                    help="the peer harness: the bench/ folder of a roomcast clone (default "
                         "%(default)s); its packages are installed there on first use")
     r.add_argument("--peer-stacks", default="sio", help="comma list: sio, pysio (default sio)")
+    r.add_argument("--hop-probe", action="store_true",
+                   help="instead of a run: time one event at a time (--rate, --duration) "
+                        "over a bare XADD, a bare relay process, a publish from a job and "
+                        "one through the worker (roomcast/bench/hop_probe.py)")
     return p
 
 
@@ -113,6 +119,8 @@ def _check(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
         p.error("--producers and --batch must be >= 1")
     if args.rate < 0 or args.duration <= 0 or args.drain < 0:
         p.error("--rate >= 0, --duration > 0, --drain >= 0")
+    if args.hop_probe and (args.rate == 0 or args.gateway or args.compare_peer):
+        p.error("--hop-probe needs a --rate above 0, and takes no --gateway or --compare-peer")
     if args.gateway and not args.redis_url:
         p.error("--gateway needs --redis-url (the publisher enqueues to that Redis)")
     for item in args.env:
@@ -178,6 +186,43 @@ def floor_run(args: argparse.Namespace, cfg: ScenarioConfig, index: int,
     return floor
 
 
+def hop_probe_main(args: argparse.Namespace) -> int:
+    from roomcast.bench.hop_probe import PATHS, ProbeConfig, measure_hop
+
+    runs: list[dict[str, Any]] = []
+    events = max(len(PATHS), round(args.rate * args.duration))
+    for i in range(1, args.runs + 1):
+        stack = BenchStack(StackConfig(
+            gateways=0, redis_url=args.redis_url, worker_processes=args.worker_processes,
+            worker_threads=args.worker_threads, jwt_secret=args.jwt_secret,
+            env=dict(item.split("=", 1) for item in args.env),
+            lifetime_s=args.duration * 2 + 120, keep_logs=args.keep_logs))
+        try:
+            stack.start()
+            run: dict[str, Any] = {"run": i, **measure_hop(ProbeConfig(
+                stack.redis_url, stack.jwt_secret, events=events, gap_s=1 / args.rate))}
+        except Exception as exc:  # one failed run is reported, the others still count
+            run = {"run": i, "failed": f"{type(exc).__name__}: {exc}"[:500]}
+        finally:
+            stack.stop()
+        _log(args, f"run {i}: " + ", ".join(
+            f"{path} p50 {run[path].get('p50_ms')} ms" for path in PATHS if path in run)
+            + (f"failed: {run['failed']}" if "failed" in run else ""))
+        runs.append(run)
+    ok = [r for r in runs if "failed" not in r]
+    summary = {path: {"p50_ms_median": statistics.median(r[path]["p50_ms"] for r in ok)}
+               for path in PATHS if ok and all("p50_ms" in r[path] for r in ok)}
+    text = json.dumps({"tool": "roomcast bench --hop-probe",
+                       "scenario": {"events": events, "rate": args.rate, "runs": args.runs},
+                       "environment": environment(), "summary": summary, "runs": runs},
+                      indent=1)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    else:
+        print(text)
+    return 0 if ok else 1
+
+
 def cpu_model() -> str:
     """The processor's name: figures of one session are compared only with figures
     from the same hardware (the same kind of VM is not always the same CPU)."""
@@ -203,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rest = rest[1:]
     args = p.parse_args(rest)
     _check(args, p)
+    if args.hop_probe:
+        return hop_probe_main(args)
     cfg = ScenarioConfig(
         clients=args.clients, layout=args.layout, room_size=args.room_size, rate=args.rate,
         duration=args.duration, drain=args.drain, idle=args.idle,
