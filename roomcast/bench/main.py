@@ -218,6 +218,7 @@ def hop_probe_main(args: argparse.Namespace) -> int:
                       indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
+        _log(args, f"report written to {args.out}")
     else:
         print(text)
     return 0 if ok else 1
