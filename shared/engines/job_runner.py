@@ -164,12 +164,22 @@ class JobRunner:
                 unavailable = 0
             except Unavailable as exc:
                 unavailable += 1
-                cap = min(UNAVAILABLE_BACKOFF_CAP, 0.05 * 2 ** unavailable)
                 log.warning("storage unavailable; retrying", extra={"error": str(exc)[:200]})
-                self._stop.wait(random.uniform(0, cap))  # full-jitter backoff
+                self._back_off(unavailable)
+            except Exception:
+                # Anything else (a read Redis refuses, a bug) must not end this thread:
+                # the heartbeat would go on counting the worker as alive, and other
+                # workers would leave its shards to it, unread.
+                unavailable += 1
+                log.exception("consuming the job queue failed; retrying")
+                self._back_off(unavailable)
         for shard in self.held & set(group):
             self._sources[shard].release()
             self._set_held(shard, False)
+
+    def _back_off(self, failures: int) -> None:
+        cap = min(UNAVAILABLE_BACKOFF_CAP, 0.05 * 2 ** failures)
+        self._stop.wait(random.uniform(0, cap))  # full-jitter backoff
 
     def _apply_shard(self, shard: int, processor: JobProcessor, fetched: list[FetchedJob],
                      group: list[int]) -> None:

@@ -253,3 +253,34 @@ async def test_jobs_of_a_read_whose_reply_was_lost_are_still_applied(
     assert got["data"]["message_id"] == "lost-reply"
     await eventually(lambda: _queue_drained(db), timeout=10, what="nothing left queued")
     await client.close()
+
+
+
+async def test_a_read_that_redis_refuses_never_ends_the_workers_consumer(
+        stack: Stack, worker: WorkerGroup, db: redis.Redis, backend: Backend,
+        unique_id: Callable[[], int]) -> None:
+    """The inbox is replaced under the worker by a key of another type (an operator's
+    mistake; Redis 7 likewise ends a blocked read with an error when its key is
+    deleted, by FLUSHALL or an eviction). The read is refused. The worker must go on
+    consuming once the key is back, never stop while its heartbeat still counts it
+    as alive: other workers leave it its share of the shards."""
+    room = f"project:{unique_id()}"
+    shard = shard_of(room, SHARDS)
+    client = await connect(stack.gateways[0].url, unique_id())
+    await client.join(room)
+    await eventually(lambda: db.get(keys.inbox_lease(shard)), timeout=15,
+                     what="the worker holding the room's shard")
+    logged_before = len(worker.log_tail(100_000))
+    with db.pipeline() as pipe:  # atomically: no enqueue lands on a missing inbox
+        pipe.delete(keys.inbox(shard))
+        pipe.set(keys.inbox(shard), "not a stream")
+        pipe.execute()
+    await eventually(lambda: "WRONGTYPE" in worker.log_tail(100_000)[logged_before:],
+                     timeout=15, what="the worker's read refused")
+    db.delete(keys.inbox(shard))
+    backend.message(room, message_id="after-refusal", content="x", user_id=1)
+    got = await client.wait_for(lambda f: f.get("room") == room and f["type"] == "message",
+                                timeout=15)
+    assert got["data"]["message_id"] == "after-refusal"
+    assert "Exception in thread" not in worker.log_tail(100_000)
+    await client.close()

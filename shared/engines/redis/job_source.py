@@ -122,8 +122,11 @@ class RedisJobSource:
     def _failed(self, exc: Exception) -> None:
         """A read failed: its reply may have been lost with its connection."""
         self._claim_pending = True
-        if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-            self._group_ready = False  # the inbox vanished (a Redis reset): make it again
+        if isinstance(exc, ResponseError):
+            # NOGROUP (a Redis reset), UNBLOCKED (Redis 7: the key was deleted under a
+            # blocked read), WRONGTYPE (the key replaced): the inbox or its group may be
+            # gone; making them again is harmless when they are not (BUSYGROUP)
+            self._group_ready = False
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -221,6 +224,6 @@ def fetch_many(client: redis.Redis, sources: Sequence[RedisJobSource], count: in
     except ResponseError as exc:
         for source in sources:
             source._failed(exc)
-        if "NOGROUP" in str(exc):
-            raise Unavailable(str(exc)) from exc
+        if "NOGROUP" in str(exc) or str(exc).startswith("UNBLOCKED"):
+            raise Unavailable(str(exc)) from exc  # made again on the next read
         raise
