@@ -56,7 +56,7 @@ def _relay(redis_url: str) -> None:
         for _, entries in client.xreadgroup(GROUP, "relay", {INBOX: ">"}, count=100,
                                             block=1000) or []:
             for entry_id, fields in entries:
-                client.xadd(RELAYED, {"t": fields[b"t"], "path": b"relay"})
+                client.xadd(RELAYED, {**fields, "path": b"relay"})
                 client.xack(INBOX, GROUP, entry_id)
 
 
@@ -86,6 +86,8 @@ def _read(redis_url: str, shard_stream: str, expected: dict[str, int], ready: An
             for entry_id, fields in entries:
                 last[raw_stream.decode()] = entry_id
                 if b"path" in fields:  # the relay's stream: direct and relayed
+                    if b"warm" in fields:
+                        continue  # a warm-up event
                     path, sent = fields[b"path"].decode(), float(fields[b"t"])
                 else:  # the shard stream: roomcast's events, sent time in their data
                     data = json.loads(fields[b"e"]).get("data") or {}
@@ -109,6 +111,7 @@ def measure_hop(config: ProbeConfig) -> dict[str, dict[str, float]]:
     backend = Backend(settings, engine=engine)
     job = JobPublisher(settings, engine.writer, f"hop-probe-{uuid.uuid4().hex[:8]}")
     client = redis.Redis.from_url(config.redis_url)
+    client.delete(INBOX, RELAYED)  # a reused Redis (--redis-url) keeps the last run's
     client.xgroup_create(INBOX, GROUP, id="0", mkstream=True)
     context = multiprocessing.get_context("spawn")  # no inherited threads or sockets
     ready, results = context.Event(), context.Queue()
@@ -126,17 +129,18 @@ def measure_hop(config: ProbeConfig) -> dict[str, dict[str, float]]:
 
         def send(path: str, *, timed: bool = True) -> None:
             sent = time.time()
+            mark = {} if timed else {"warm": b"1"}
             if path == "direct":
-                client.xadd(RELAYED, {"t": repr(sent), "path": b"direct"})
+                client.xadd(RELAYED, {"t": repr(sent), "path": b"direct", **mark})
             elif path == "relay":
-                client.xadd(INBOX, {"t": repr(sent)})
+                client.xadd(INBOX, {"t": repr(sent), **mark})
             else:
                 extra = {"probe_path": path, "t_sent": sent} if timed else {}
                 publisher = job if path == "job" else backend
                 publisher.event("project.updated", ROOM, {**data, **extra}, sender="probe")
 
         for _ in range(WARMUP_EVENTS):
-            for path in ("job", "worker"):
+            for path in PATHS:
                 send(path, timed=False)
         time.sleep(0.5)  # pace: the warm-up is not timed
         for n in range(config.events):
