@@ -120,7 +120,10 @@ class BenchStack:
     def _stop_stage(children: list[Child]) -> None:
         for child in children:
             if child.alive():
-                child.signal_group(signal.SIGTERM)
+                # the leader only: Dramatiq's main process passes SIGTERM on to its
+                # worker processes, and a second one makes them die without letting
+                # go of their shards (the group gets SIGKILL below, for strays)
+                child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_WAIT_S
         for child in children:
             try:

@@ -11,9 +11,12 @@ import json
 import shutil
 
 import pytest
+import redis
 
 from roomcast.bench.stack import BenchStack, StackConfig
-from tests.support.delivery import connect
+from shared import keys
+from tests.support.delivery import connect, wait_sync
+from tests.support.redis_fixture import RedisUnderTest
 from tests.support.stack import JWT_SECRET
 
 CLIENTS = 40
@@ -38,3 +41,29 @@ async def test_gateways_drain_against_a_live_redis() -> None:
     # presence releases and, past the graceful timeout, cancelled connections
     complaints = [r["msg"] for r in records if r["level"] in ("warning", "error", "critical")]
     assert complaints == []
+
+
+@pytest.mark.timeout(90)
+def test_the_worker_stops_gracefully_and_unregisters(redis_server: RedisUnderTest) -> None:
+    """SIGTERM to the worker's whole process group reached Dramatiq's worker process
+    twice (once from the stack, once forwarded by Dramatiq's main process), and a
+    second signal makes Dramatiq kill it: it then neither released its shards nor
+    left the live workers, and the next worker on the same Redis waited for both
+    to expire."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    for _ in range(3):  # the double signal was a race: a clean stop every time
+        stack = BenchStack(StackConfig(gateways=0, redis_url=redis_server.url,
+                                       jwt_secret=JWT_SECRET, keep_logs=True)).start()
+        try:
+            wait_sync(lambda: client.zcard(keys.workers()) == 1, timeout=30,
+                      what="the worker registered")
+            stack.stop()
+            log = (stack.workdir / "worker.log").read_text()
+        finally:
+            stack.stop()
+            shutil.rmtree(stack.workdir, ignore_errors=True)
+        assert "Killing worker process" not in log
+        assert client.zcard(keys.workers()) == 0
+        assert client.keys("*inbox-lease*") == []
+    client.close()
