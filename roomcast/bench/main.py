@@ -212,16 +212,20 @@ def hop_probe_main(args: argparse.Namespace) -> int:
     ok = [r for r in runs if "failed" not in r]
     summary = {path: {"p50_ms_median": statistics.median(r[path]["p50_ms"] for r in ok)}
                for path in PATHS if ok and all("p50_ms" in r[path] for r in ok)}
-    text = json.dumps({"tool": "roomcast bench --hop-probe",
-                       "scenario": {"events": events, "rate": args.rate, "runs": args.runs},
-                       "environment": environment(), "summary": summary, "runs": runs},
-                      indent=1)
+    _write_report(args, {"tool": "roomcast bench --hop-probe",
+                         "scenario": {"events": events, "rate": args.rate, "runs": args.runs},
+                         "environment": environment(), "summary": summary, "runs": runs})
+    return 0 if ok else 1
+
+
+def _write_report(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """The JSON report to --out, or to stdout."""
+    text = json.dumps(result, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
         _log(args, f"report written to {args.out}")
     else:
         print(text)
-    return 0 if ok else 1
 
 
 def cpu_model() -> str:
@@ -303,12 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_timeline:
         for r in runs:
             r.pop("timeline", None)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-        _log(args, f"report written to {args.out}")
-    else:
-        print(text)
+    _write_report(args, result)
     return 0 if ok else 1
 
 
