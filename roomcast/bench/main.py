@@ -142,15 +142,19 @@ def _log(args: argparse.Namespace, text: str) -> None:
         print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
+def _stack_config(args: argparse.Namespace, lifetime_s: float, **overrides: Any) -> StackConfig:
+    """The stack the options ask for; `overrides` are what differs between modes."""
+    return StackConfig(redis_url=args.redis_url, worker_processes=args.worker_processes,
+                       worker_threads=args.worker_threads, jwt_secret=args.jwt_secret,
+                       env=dict(item.split("=", 1) for item in args.env),
+                       lifetime_s=lifetime_s, keep_logs=args.keep_logs, **overrides)
+
+
 def one_run(args: argparse.Namespace, cfg: ScenarioConfig, index: int) -> dict[str, Any]:
     lifetime = (cfg.connect_timeout + cfg.warmup_timeout + cfg.duration + cfg.drain + 180)
-    stack_cfg = StackConfig(
-        gateways=args.gateways, redis_url=args.redis_url, gateway_urls=list(args.gateway),
-        start_worker=not args.no_worker, worker_processes=args.worker_processes,
-        worker_threads=args.worker_threads, jwt_secret=args.jwt_secret,
-        env=dict(item.split("=", 1) for item in args.env), lifetime_s=lifetime,
-        keep_logs=args.keep_logs)
-    stack = BenchStack(stack_cfg)
+    stack = BenchStack(_stack_config(args, lifetime, gateways=args.gateways,
+                                     gateway_urls=list(args.gateway),
+                                     start_worker=not args.no_worker))
     t0 = time.monotonic()
     try:
         stack.start()
@@ -192,11 +196,7 @@ def hop_probe_main(args: argparse.Namespace) -> int:
     runs: list[dict[str, Any]] = []
     events = max(len(PATHS), round(args.rate * args.duration))
     for i in range(1, args.runs + 1):
-        stack = BenchStack(StackConfig(
-            gateways=0, redis_url=args.redis_url, worker_processes=args.worker_processes,
-            worker_threads=args.worker_threads, jwt_secret=args.jwt_secret,
-            env=dict(item.split("=", 1) for item in args.env),
-            lifetime_s=args.duration * 2 + 120, keep_logs=args.keep_logs))
+        stack = BenchStack(_stack_config(args, args.duration * 2 + 120, gateways=0))
         try:
             stack.start()
             run: dict[str, Any] = {"run": i, **measure_hop(ProbeConfig(
